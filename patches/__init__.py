@@ -1,0 +1,17 @@
+"""Every patch this plugin applies to SGLang, in order. One file per concern."""
+
+from . import cpu_rotary, draft_checks, llm_alias, server_info, tree_ops
+from .base import Patch
+
+ALL_PATCHES = [
+    Patch("llm_alias", "sgl.LLM = offline Engine (accepts model=)", llm_alias.apply),
+    Patch("draft_checks", "clear startup errors for a missing / non-EAGLE-3 draft", draft_checks.apply),
+    Patch("cpu_rotary", "rotary embedding without CUDA/vllm -> forward_native", cpu_rotary.apply),
+    Patch("tree_ops", "EAGLE tree build/verify where sgl-kernel's ops are missing", tree_ops.apply),
+    Patch("server_info", "plugin state in /get_server_info from each scheduler", server_info.apply),
+]
+
+
+def apply_all() -> dict:
+    """Apply each patch once; returns {name: status}."""
+    return {p.name: p.run() for p in ALL_PATCHES}

@@ -1,0 +1,38 @@
+"""Report the plugin's state from inside each scheduler: `/get_server_info` -> internal_states[i].
+
+This is how a client proves, from the server side, that the plugin ran in the scheduler process
+(where the model, the draft and the tree ops live), not only in the launcher.
+"""
+
+import os
+
+from .base import import_or_skip, wrap_method
+
+
+def plugin_state() -> dict:
+    from . import ALL_PATCHES
+
+    return {"pid": os.getpid(),
+            "patches": {p.name: p.status for p in ALL_PATCHES}}
+
+
+def apply() -> str:
+    scheduler = import_or_skip("sglang.srt.managers.scheduler")
+    cls = scheduler.Scheduler
+    if not hasattr(cls, "get_internal_state"):
+        from .base import NotApplicable
+
+        raise NotApplicable("Scheduler has no get_internal_state")
+
+    def make(original):
+        def get_internal_state(self, *args, **kwargs):
+            out = original(self, *args, **kwargs)
+            state = getattr(out, "internal_state", None)
+            if isinstance(state, dict):
+                state["eagle3_ext"] = plugin_state()
+            return out
+
+        return get_internal_state
+
+    wrap_method(cls, "get_internal_state", make)
+    return "Scheduler.get_internal_state reports eagle3_ext"
