@@ -184,7 +184,9 @@ def bigram_next_tokens(target_dir: str):
 
 
 def build_demo_models(root: str) -> dict:
-    """Both targets and their drafts under root; returns their paths."""
+    """Both targets and their drafts under root; returns their paths.
+
+    The random draft fits either target (same shapes and tokenizer)."""
     paths = {"target": os.path.join(root, "qwen2-tiny"),
              "random_draft": os.path.join(root, "qwen2-tiny-eagle3-random"),
              "bigram_target": os.path.join(root, "qwen2-tiny-bigram"),

@@ -1,0 +1,34 @@
+"""Triton kernels of sglang_eagle3_ext (installed as ``sglang_eagle3_ext.kernels``).
+
+Drop-ins for sgl-kernel's CUDA EAGLE tree ops, with the same signatures
+(including sgl-kernel's ``retrive_*`` argument names) and in-place outputs:
+
+* ``build_tree_kernel_efficient``  draft tree -> tree mask, positions and
+  first-child / next-sibling retrieval links (FULL_MASK, QLEN_ONLY and
+  QLEN_ONLY_BITPACKING mask modes);
+* ``verify_tree_greedy``  greedy tree verification;
+* ``tree_speculative_sampling_target_only``  tree verification for sampled
+  requests from the target's probabilities.
+
+One launch per op, one program per request, any topk. They run on any Triton
+GPU backend and on CPU under ``TRITON_INTERPRET=1`` (fp32/int tensors there).
+``tree_reference`` holds plain-torch references of the same semantics.
+"""
+
+from .tree_build import (
+    FULL_MASK,
+    QLEN_ONLY,
+    QLEN_ONLY_BITPACKING,
+    build_tree_kernel_efficient,
+)
+from .tree_sampling import tree_speculative_sampling_target_only
+from .tree_verify import verify_tree_greedy
+
+__all__ = [
+    "FULL_MASK",
+    "QLEN_ONLY",
+    "QLEN_ONLY_BITPACKING",
+    "build_tree_kernel_efficient",
+    "tree_speculative_sampling_target_only",
+    "verify_tree_greedy",
+]

@@ -1,0 +1,73 @@
+"""Real SGLang on CPU through `sgl.LLM`: exact vs transformers, EAGLE-3 lossless, acceptance as built."""
+
+import pytest
+
+from sglang_eagle3_ext.demo import run_engine
+
+PROMPTS = ["The capital of France is", "def add(a, b):", "One plus one is"]
+NEW_TOKENS = 16
+GREEDY_NO_EOS = {"temperature": 0, "max_new_tokens": NEW_TOKENS, "ignore_eos": True}
+
+
+def prompt_ids(target):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(target)
+    return [tok(p)["input_ids"] for p in PROMPTS]
+
+
+def sglang_ids(target, draft=None):
+    return run_engine(target, draft, prompts=PROMPTS, max_new_tokens=NEW_TOKENS)
+
+
+@pytest.fixture(scope="module")
+def runs(models):
+    """Every engine run the tests below compare, each started once."""
+    return {
+        "base": sglang_ids(models["target"]),
+        "eagle3_random": sglang_ids(models["target"], models["random_draft"]),
+        "bigram_base": sglang_ids(models["bigram_target"]),
+        "bigram_agreeing": sglang_ids(models["bigram_target"], models["agreeing_draft"]),
+        "bigram_random": sglang_ids(models["bigram_target"], models["random_draft"]),
+    }
+
+
+def test_sglang_greedy_equals_transformers(models, runs):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(models["target"], torch_dtype=torch.float32).eval()
+    for ids, got in zip(prompt_ids(models["target"]), runs["base"]["output_ids"]):
+        with torch.no_grad():
+            out = hf.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False)
+        expected = out[0, len(ids):].tolist()
+        assert got == expected[:len(got)] and len(got) >= min(len(expected), 1)
+        # SGLang stops at EOS like HF does; the common prefix must be all of the shorter one
+        assert len(got) == len(expected) or expected[len(got) - 1] == hf.config.eos_token_id
+
+
+def test_eagle3_is_lossless_with_a_random_draft(runs):
+    assert runs["eagle3_random"]["output_ids"] == runs["base"]["output_ids"]
+    assert runs["eagle3_random"]["verify_steps"] > 0  # speculation really ran
+
+
+def test_eagle3_is_lossless_with_the_agreeing_draft(runs):
+    assert runs["bigram_agreeing"]["output_ids"] == runs["bigram_base"]["output_ids"]
+    assert runs["bigram_random"]["output_ids"] == runs["bigram_base"]["output_ids"]
+
+
+def test_acceptance_reflects_the_draft(runs):
+    # accept length from SGLang's own per-request counters (meta_info spec_verify_ct)
+    agreeing = runs["bigram_agreeing"]["accept_length"]
+    random = runs["bigram_random"]["accept_length"]
+    # The agreeing draft's first proposal is always right (see tiny_models): ~2 tokens per step.
+    assert agreeing >= 1.8, agreeing
+    assert random < 1.5 and random < agreeing, (random, agreeing)
+
+
+def test_plugin_ran_inside_the_scheduler(runs):
+    import os
+
+    state = runs["bigram_agreeing"]["server_info"]["internal_states"][0]["eagle3_ext"]
+    assert state["pid"] != os.getpid()  # reported by the scheduler process itself
+    assert state["patches"]["tree_ops"] == "applied" and state["patches"]["cpu_rotary"] == "applied"

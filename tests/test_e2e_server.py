@@ -1,0 +1,70 @@
+"""`python -m sglang.launch_server` with EAGLE-3 on 127.0.0.1, driven by the real `openai` client."""
+
+import json
+import re
+
+import openai
+import pytest
+
+from server import Server
+
+PROMPTS = ["The capital of France is", "def add(a, b):"]
+CHATS = [[{"role": "user", "content": "hello there!"}],
+         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "One plus one is"}]]
+MAX_TOKENS = 12
+
+
+def ask(client, kind, item, stream):
+    params = dict(model="default", max_tokens=MAX_TOKENS, temperature=0, stream=stream)
+    if kind == "completion":
+        resp = client.completions.create(prompt=item, **params)
+        if stream:
+            return "".join(c.choices[0].text for c in resp if c.choices)
+        return resp.choices[0].text
+    resp = client.chat.completions.create(messages=item, **params)
+    if stream:
+        return "".join(c.choices[0].delta.content or "" for c in resp if c.choices)
+    return resp.choices[0].message.content
+
+
+def all_answers(url):
+    client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=300)
+    return {(kind, i, stream): ask(client, kind, item, stream)
+            for kind, items in (("completion", PROMPTS), ("chat", CHATS))
+            for i, item in enumerate(items) for stream in (False, True)}
+
+
+@pytest.fixture(scope="module")
+def served(models, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    with Server(models["bigram_target"], log_path=logs / "base.log") as base:
+        base_answers = all_answers(base.url)
+    with Server(models["bigram_target"], models["agreeing_draft"], log_path=logs / "eagle3.log") as spec:
+        spec_answers = all_answers(spec.url)
+        metrics = spec.get("/metrics")
+        info = json.loads(spec.get("/get_server_info"))
+        server_pid = spec.proc.pid
+    return dict(base=base_answers, spec=spec_answers, metrics=metrics, info=info, server_pid=server_pid)
+
+
+def test_eagle3_server_answers_equal_baseline_for_every_api_and_mode(served):
+    assert served["spec"] == served["base"]
+    assert all(served["base"].values())  # non-empty text everywhere
+
+
+def test_streaming_equals_non_streaming(served):
+    for (kind, i, stream), text in served["spec"].items():
+        if stream:
+            assert text == served["spec"][(kind, i, False)]
+
+
+def test_server_reports_accept_length_above_one(served):
+    m = re.search(r'^sglang:spec_accept_length\{[^}]*\} ([0-9.]+)$', served["metrics"], re.M)
+    assert m, served["metrics"][:2000]
+    assert float(m.group(1)) >= 1.8
+
+
+def test_plugin_state_comes_from_the_scheduler_process(served):
+    state = served["info"]["internal_states"][0]["eagle3_ext"]
+    assert state["pid"] != served["server_pid"]  # not the launcher/HTTP process
+    assert state["patches"]["tree_ops"] == "applied"

@@ -1,0 +1,109 @@
+"""The plugin's packaging and patch machinery, against the installed real SGLang."""
+
+import importlib.metadata as md
+import json
+import logging
+import subprocess
+import sys
+
+from sglang_eagle3_ext.patches import ALL_PATCHES, apply_all
+from sglang_eagle3_ext.patches.base import APPLIED, FAILED, SKIPPED, NotApplicable, Patch
+
+
+def run_python(code: str, **kw) -> subprocess.CompletedProcess:
+    # cwd=/ so the repo checkout does not shadow what is installed
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd="/", **kw)
+
+
+def test_entry_point_is_registered_in_sglang_group():
+    eps = [ep for ep in md.entry_points(group="sglang.srt.plugins") if ep.name == "eagle3_ext"]
+    assert len(eps) == 1 and eps[0].value == "sglang_eagle3_ext.plugin:load"
+
+
+def test_subpackages_install_under_our_name_not_top_level():
+    import sglang_eagle3_ext.kernels
+    import sglang_eagle3_ext.launch
+    import sglang_eagle3_ext.patches
+
+    r = run_python("import importlib.util as u; print(u.find_spec('patches'), u.find_spec('launch'))")
+    assert r.stdout.split() == ["None", "None"], r.stdout + r.stderr
+
+
+def test_sgl_LLM_exists_after_plain_import_and_is_the_engine():
+    r = run_python("import sglang as sgl; from sglang.srt.entrypoints.engine import Engine; "
+                   "print(issubclass(sgl.LLM, Engine), sgl.LLM.__module__, 'LLM' in sgl.__all__)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "sglang_eagle3_ext.llm", "True"]
+
+
+def test_bootstrap_costs_nothing_without_sglang():
+    r = run_python("import sys; print(sorted(m for m in sys.modules if m.startswith(('sglang', 'torch'))))")
+    assert r.returncode == 0, r.stderr
+    # Only our package and its import hook: no patches, no SGLang, no torch.
+    assert json.loads(r.stdout.replace("'", '"')) == ["sglang_eagle3_ext", "sglang_eagle3_ext.import_hook"]
+
+
+def test_bootstrap_can_be_switched_off():
+    import os
+
+    env = dict(os.environ, SGLANG_EAGLE3_EXT_NO_BOOTSTRAP="1")
+    r = run_python("import sys; print('sglang_eagle3_ext' in sys.modules)", env=env)
+    assert r.stdout.strip() == "False"
+
+
+def test_doctor_lists_every_patch_and_the_tree_ops():
+    r = subprocess.run([sys.executable, "-m", "sglang_eagle3_ext", "doctor", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout)
+    assert [p["name"] for p in rep["patches"]] == [p.name for p in ALL_PATCHES]
+    assert all(p["status"] in (APPLIED, SKIPPED) for p in rep["patches"])
+    assert rep["versions"]["sglang"] and rep["entry_point"] is True
+    # No GPU here: tree ops must be routed to a Triton implementation.
+    assert rep["tree_ops"] in ("triton", "sglang-triton")
+
+
+def test_doctor_text_output_names_each_patch():
+    r = subprocess.run([sys.executable, "-m", "sglang_eagle3_ext", "doctor"],
+                       capture_output=True, text=True, timeout=300)
+    for p in ALL_PATCHES:
+        assert p.name in r.stdout
+    assert "tree ops:" in r.stdout and "sglang " in r.stdout
+
+
+def test_a_failing_patch_logs_one_clear_line_and_does_not_raise(caplog):
+    def boom():
+        raise AttributeError("module 'sglang.srt.x' has no attribute 'y'")
+
+    patch = Patch("boom", "a patch whose target moved", boom)
+    with caplog.at_level(logging.INFO, logger="sglang_eagle3_ext"):
+        assert patch.run() == FAILED
+        assert patch.run() == FAILED  # idempotent: not retried, not logged again
+    records = [r for r in caplog.records if "boom" in r.getMessage()]
+    assert len(records) == 1 and records[0].levelno == logging.ERROR
+    assert "FAILED" in records[0].getMessage() and "has no attribute 'y'" in records[0].getMessage()
+    assert records[0].exc_info is None  # one line, no traceback
+
+
+def test_a_patch_that_does_not_apply_says_why_once(caplog):
+    def not_here():
+        raise NotApplicable("needs sgl-kernel")
+
+    patch = Patch("absent", "x", not_here)
+    with caplog.at_level(logging.INFO, logger="sglang_eagle3_ext"):
+        assert patch.run() == SKIPPED and patch.run() == SKIPPED
+    assert [r.getMessage() for r in caplog.records if "absent" in r.getMessage()] == [
+        "sglang-eagle3-ext: patch absent not applied: needs sgl-kernel"]
+
+
+def test_applying_twice_does_not_wrap_twice():
+    from sglang.srt.server_args import ServerArgs
+
+    apply_all()
+    first = ServerArgs.resolve_once
+    for p in ALL_PATCHES:  # force a second real application
+        p.status = None
+    apply_all()
+    assert ServerArgs.resolve_once is first
+    assert not getattr(first.__wrapped__, "__eagle3_ext_wrapped__", False)
