@@ -1,7 +1,7 @@
-"""Route EAGLE's tree build / greedy verify to a working implementation where sgl-kernel's is missing.
+"""Route EAGLE's tree build / verify / sampling to a working implementation where sgl-kernel's is missing.
 
 SGLang calls two ops per speculative step: build the draft tree (positions, mask, retrieve links)
-and verify it greedily against the target's argmax. On CUDA they are sgl-kernel ops; on a machine
+and verify it against the target (greedy argmax, or tree sampling when temperature > 0). On CUDA they are sgl-kernel ops; on a machine
 without them (CPU, other GPUs) SGLang has no path for them: 0.5.23 rejects the platform
 (`reject_out_of_tree_path`), 0.5.16 hits a NameError on `sgl_build_tree_kernel_efficient`.
 Both versions carry Triton versions of the two ops (used for XPU); this project carries its own
@@ -47,7 +47,11 @@ def _has_cuda_ops(eagle_utils, spec_tree) -> bool:
 
 
 def _implementation(choice: str, eagle_utils, spec_tree):
-    """(build, verify) callables with sgl-kernel's op signatures (verify takes retrive_* kwargs)."""
+    """(build, verify, sample) callables with sgl-kernel's op signatures (retrive_* kwargs).
+
+    SGLang has no Triton tree sampling, so "sglang-triton" samples with ours."""
+    ours = importlib.import_module("sglang_eagle3_ext.kernels.tree_reference" if choice == "torch"
+                                   else "sglang_eagle3_ext.kernels")
     if choice == "sglang-triton":
         build = _find("sgl_build_tree_kernel_triton", spec_tree, eagle_utils)
         verify = _find("verify_tree_greedy_triton", spec_tree, eagle_utils)
@@ -58,10 +62,9 @@ def _implementation(choice: str, eagle_utils, spec_tree):
             return verify(retrieve_index=retrive_index, retrieve_next_token=retrive_next_token,
                           retrieve_next_sibling=retrive_next_sibling, **kw)
 
-        return build, verify_op
-    module = "sglang_eagle3_ext.kernels" if choice == "triton" else "sglang_eagle3_ext.kernels.tree_reference"
-    ops = importlib.import_module(module)
-    return ops.build_tree_kernel_efficient, ops.verify_tree_greedy
+        return build, verify_op, ours.tree_speculative_sampling_target_only
+    return (ours.build_tree_kernel_efficient, ours.verify_tree_greedy,
+            ours.tree_speculative_sampling_target_only)
 
 
 def resolve_choice() -> str:
@@ -87,7 +90,7 @@ def apply() -> str:
         if not _has_cuda_ops(eagle_utils, spec_tree):
             raise RuntimeError(f"{ENV}=sgl-kernel but sgl-kernel's CUDA tree ops are not available here")
         raise NotApplicable("sgl-kernel's CUDA tree ops are used (SGLang untouched)")
-    build_op, verify_op = _implementation(choice, eagle_utils, spec_tree)
+    build_op, verify_op, sample_op = _implementation(choice, eagle_utils, spec_tree)
 
     def build_tree_kernel_efficient_func(parent_list, top_scores_index, seq_lens, tree_mask,
                                          positions, retrieve_index, retrieve_next_token,
@@ -118,6 +121,11 @@ def apply() -> str:
         if hasattr(mod, "build_tree_kernel_efficient_func"):  # >= 0.5.2x: one dispatch function
             mod.build_tree_kernel_efficient_func = build_tree_kernel_efficient_func
             rebound.append(f"{mod.__name__}.build_tree_kernel_efficient_func")
+    if "tree_speculative_sampling_target_only" in vars(eagle_utils):
+        # Module global (None off-CUDA in >= 0.5.2x); older SGLang imports it from sgl_kernel
+        # inside the verify function, which a rebinding cannot reach.
+        eagle_utils.tree_speculative_sampling_target_only = sample_op
+        rebound.append("eagle_utils.tree_speculative_sampling_target_only")
     if not hasattr(eagle_utils, "build_tree_kernel_efficient_func"):
         # Older SGLang: eagle_utils.build_tree_kernel_efficient calls this module global (absent off-CUDA).
         eagle_utils.sgl_build_tree_kernel_efficient = build_op

@@ -1,10 +1,11 @@
-"""Command line: `python -m sglang_eagle3_ext {doctor,demo}` (also the `sglang-eagle3-ext` script)."""
+"""Command line: `python -m sglang_eagle3_ext {doctor,demo,check}` (also the `sglang-eagle3-ext` script)."""
 
 import sys
 
 COMMANDS = {
     "doctor": ("sglang_eagle3_ext.doctor", "versions, patches applied, tree-op implementation"),
     "demo": ("sglang_eagle3_ext.demo", "tiny target + EAGLE-3 drafts served by real SGLang"),
+    "check": ("sglang_eagle3_ext.check_cli", "does an EAGLE-3 draft fit its target (config, d2t, layer ids, tokenizer)"),
 }
 
 

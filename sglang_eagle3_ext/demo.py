@@ -16,17 +16,20 @@ from .tiny_models import DEMO_PROMPTS, build_demo_models
 
 
 def run_engine(target: str, draft: str | None = None, prompts=DEMO_PROMPTS,
-               max_new_tokens: int = 24, **extra) -> dict:
-    """Greedy-generate prompts with sgl.LLM; returns texts, token ids and acceptance."""
+               max_new_tokens: int = 24, sampling: dict | None = None, **extra) -> dict:
+    """Generate prompts with sgl.LLM (greedy unless `sampling` says otherwise); returns texts,
+    token ids and acceptance. `extra` overrides engine arguments (e.g. speculative_eagle_topk)."""
     import sglang as sgl
 
-    kwargs = dict(CPU_ENGINE_ARGS, **extra)
+    kwargs = dict(CPU_ENGINE_ARGS)
     if draft:
         kwargs.update(EAGLE3_ARGS, speculative_draft_model_path=draft)
+    kwargs.update(extra)
+    params = dict({"temperature": 0, "max_new_tokens": max_new_tokens}, **(sampling or {}))
     llm = sgl.LLM(model=target, **kwargs)
     try:
         start = time.perf_counter()
-        outs = llm.generate(list(prompts), {"temperature": 0, "max_new_tokens": max_new_tokens})
+        outs = llm.generate(list(prompts), params)
         wall = time.perf_counter() - start
         info = llm.get_server_info()
     finally:

@@ -70,3 +70,7 @@ def check_speculative_args(args) -> None:
         args.speculative_algorithm = "EAGLE3"
         logger.warning("sglang-eagle3-ext: draft %s is an EAGLE-3 model (%s); "
                        "--speculative-algorithm EAGLE upgraded to EAGLE3", draft, archs[0])
+    if eagle3:  # draft against target: sizes, d2t, layer ids, tokenizer (skips hub ids)
+        from .pairing_check import validate_pair  # imports this module: keep it local
+
+        validate_pair(args.model_path, str(draft))

@@ -74,14 +74,36 @@ def test_engine_raises_before_loading_anything(models):
     assert time.monotonic() - start < 60
 
 
+def draft_with_repeated_aux_ids(models, tmp_path):
+    import shutil
+
+    draft = tmp_path / "draft"
+    shutil.copytree(models["random_draft"], draft)
+    cfg = json.loads((draft / "config.json").read_text())
+    cfg["eagle_config"]["eagle_aux_hidden_state_layer_ids"] = [0, 1, 1]
+    (draft / "config.json").write_text(json.dumps(cfg))
+    return str(draft)
+
+
+def test_pairing_is_validated_at_startup(models, tmp_path):
+    args = server_args(model_path=models["target"],
+                       speculative_draft_model_path=draft_with_repeated_aux_ids(models, tmp_path))
+    with pytest.raises(Eagle3ConfigError, match="repeat"):
+        check_speculative_args(args)
+
+
 @pytest.mark.parametrize("draft,expected", [
     ("/nonexistent/draft", "draft path '/nonexistent/draft' does not exist"),
     ("TARGET", "is not an EAGLE-3 model"),
+    ("REPEATED_IDS", "repeat"),
 ])
-def test_launch_server_prints_one_error_line_and_exits(models, draft, expected):
+def test_launch_server_prints_one_error_line_and_exits(models, tmp_path, draft, expected):
     from sglang_eagle3_ext.cpu_defaults import CPU_ENGINE_ARGS, EAGLE3_ARGS, as_cli
 
-    draft = models["target"] if draft == "TARGET" else draft
+    if draft == "TARGET":
+        draft = models["target"]
+    elif draft == "REPEATED_IDS":
+        draft = draft_with_repeated_aux_ids(models, tmp_path)
     cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", models["target"],
            "--speculative-draft-model-path", draft, "--host", "127.0.0.1", "--port", "39123",
            *as_cli(dict(CPU_ENGINE_ARGS, **EAGLE3_ARGS))]

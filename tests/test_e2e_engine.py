@@ -16,8 +16,11 @@ def prompt_ids(target):
     return [tok(p)["input_ids"] for p in PROMPTS]
 
 
-def sglang_ids(target, draft=None):
-    return run_engine(target, draft, prompts=PROMPTS, max_new_tokens=NEW_TOKENS)
+TREE = dict(speculative_num_steps=3, speculative_eagle_topk=4, speculative_num_draft_tokens=8)
+
+
+def sglang_ids(target, draft=None, **extra):
+    return run_engine(target, draft, prompts=PROMPTS, max_new_tokens=NEW_TOKENS, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +32,9 @@ def runs(models):
         "bigram_base": sglang_ids(models["bigram_target"]),
         "bigram_agreeing": sglang_ids(models["bigram_target"], models["agreeing_draft"]),
         "bigram_random": sglang_ids(models["bigram_target"], models["random_draft"]),
+        # a real tree (topk 4, 8 tokens verified per step): tree mask in attention, sibling walk
+        "tree_random": sglang_ids(models["target"], models["random_draft"], **TREE),
+        "bigram_tree_agreeing": sglang_ids(models["bigram_target"], models["agreeing_draft"], **TREE),
     }
 
 
@@ -71,3 +77,20 @@ def test_plugin_ran_inside_the_scheduler(runs):
     state = runs["bigram_agreeing"]["server_info"]["internal_states"][0]["eagle3_ext"]
     assert state["pid"] != os.getpid()  # reported by the scheduler process itself
     assert state["patches"]["tree_ops"] == "applied" and state["patches"]["cpu_rotary"] == "applied"
+
+
+def test_eagle3_tree_topk4_is_lossless(runs):
+    assert runs["tree_random"]["output_ids"] == runs["base"]["output_ids"]
+    assert runs["bigram_tree_agreeing"]["output_ids"] == runs["bigram_base"]["output_ids"]
+    assert runs["tree_random"]["verify_steps"] > 0
+    assert runs["bigram_tree_agreeing"]["accept_length"] >= 1.8
+
+
+def test_eagle3_sampling_runs_and_respects_lengths(models):
+    """temperature > 0 goes through tree sampling (ours on CPU); the agreeing draft's first token
+    is the target's argmax, so at a low temperature it is still mostly accepted."""
+    r = run_engine(models["bigram_target"], models["agreeing_draft"], prompts=PROMPTS,
+                   max_new_tokens=NEW_TOKENS, sampling={"temperature": 0.05, "ignore_eos": True},
+                   random_seed=1)
+    assert [len(ids) for ids in r["output_ids"]] == [NEW_TOKENS] * len(PROMPTS)
+    assert r["verify_steps"] > 0 and r["accept_length"] >= 1.5

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install real SGLang (pinned) + this plugin into ./.venv on a machine without a GPU.
+# Idempotent: a second run only re-installs the plugin. ~2-3 minutes from nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SGLANG_VERSION=0.5.23   # the newest SGLang that installs here (pins torch 2.14.1)
+PY=${PYTHON:-python3}
+# pip's noise here: ignored local index paths, and sglang's CUDA-only requirements we skip on purpose.
+quiet() {
+  local log rc=0; log=$(mktemp)
+  "$@" >"$log" 2>&1 || rc=$?
+  grep -v -e "^WARNING: Location" -e "which is not installed" -e "dependency resolver does not" "$log" || true
+  rm -f "$log"; return $rc
+}
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if ! .venv/bin/python -c "import sglang, torch, torchvision" 2>/dev/null; then
+  quiet .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+  quiet .venv/bin/pip install -q --no-deps "sglang==${SGLANG_VERSION}"
+  quiet .venv/bin/pip install -q -r requirements-cpu.txt
+fi
+quiet .venv/bin/pip install -q -e .
+.venv/bin/python -c "import sglang, sglang_eagle3_ext; print('installed: sglang', sglang.__version__, '+ sglang-eagle3-ext', sglang_eagle3_ext.__version__)"
