@@ -6,10 +6,12 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
 # The bootstrap .pth lives at the root of site-packages; it applies the plugin on SGLang
 # versions that have no `sglang.srt.plugins` entry-point group and adds `sglang.LLM`.
 PTH_NAME = "sglang_eagle3_ext_bootstrap.pth"
-PTH_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sglang_eagle3_ext", PTH_NAME)
+PTH_SRC = os.path.join(_HERE, "sglang_eagle3_ext", PTH_NAME)
 
 
 class build_py_with_pth(build_py):

@@ -15,20 +15,25 @@ GPU backend and on CPU under ``TRITON_INTERPRET=1`` (fp32/int tensors there).
 ``tree_reference`` holds plain-torch references of the same semantics.
 """
 
-from .tree_build import (
-    FULL_MASK,
-    QLEN_ONLY,
-    QLEN_ONLY_BITPACKING,
-    build_tree_kernel_efficient,
-)
-from .tree_sampling import tree_speculative_sampling_target_only
-from .tree_verify import verify_tree_greedy
+if __name__ == "kernels":  # imported top-level from a checkout: not us, see _pypi_handover
+    from ._pypi_handover import hand_over
 
-__all__ = [
-    "FULL_MASK",
-    "QLEN_ONLY",
-    "QLEN_ONLY_BITPACKING",
-    "build_tree_kernel_efficient",
-    "tree_speculative_sampling_target_only",
-    "verify_tree_greedy",
-]
+    hand_over()
+else:
+    from .tree_build import (
+        FULL_MASK,
+        QLEN_ONLY,
+        QLEN_ONLY_BITPACKING,
+        build_tree_kernel_efficient,
+    )
+    from .tree_sampling import tree_speculative_sampling_target_only
+    from .tree_verify import verify_tree_greedy
+
+    __all__ = [
+        "FULL_MASK",
+        "QLEN_ONLY",
+        "QLEN_ONLY_BITPACKING",
+        "build_tree_kernel_efficient",
+        "tree_speculative_sampling_target_only",
+        "verify_tree_greedy",
+    ]

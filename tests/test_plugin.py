@@ -107,3 +107,35 @@ def test_applying_twice_does_not_wrap_twice():
     apply_all()
     assert ServerArgs.resolve_once is first
     assert not getattr(first.__wrapped__, "__eagle3_ext_wrapped__", False)
+
+
+def test_wheel_has_the_bootstrap_and_no_top_level_packages(tmp_path):
+    """`pip install .` installs from this wheel: .pth at the root, sub-packages under our name."""
+    import os
+    import zipfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                        repo, "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = tmp_path.glob("sglang_eagle3_ext-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "sglang_eagle3_ext_bootstrap.pth" in names
+    tops = {n.split("/")[0] for n in names if "/" in n}
+    assert tops == {"sglang_eagle3_ext", next(t for t in tops if t.endswith(".dist-info"))}
+    for sub in ("patches", "kernels", "launch"):
+        assert f"sglang_eagle3_ext/{sub}/__init__.py" in names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt")))
+    assert b"[sglang.srt.plugins]" in entry_points and b"eagle3_ext = sglang_eagle3_ext.plugin:load" in entry_points
+
+
+def test_repo_kernels_folder_does_not_shadow_pypi_kernels():
+    """Run from the repo root, `import kernels` (SGLang's FA3 loader) must get PyPI's package."""
+    import os
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", "import kernels; print(kernels.__file__, callable(kernels.get_kernel))"],
+                       capture_output=True, text=True, timeout=120, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    path, ok = r.stdout.split()
+    assert "site-packages" in path and not path.startswith(os.path.join(repo, "kernels")) and ok == "True"
