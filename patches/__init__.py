@@ -1,12 +1,14 @@
 """Every patch this plugin applies to SGLang, in order. One file per concern."""
 
-from . import cpu_rotary, draft_checks, llm_alias, server_info, tree_ops
+from . import cpu_rotary, draft_checks, eagle3_capture, llm_alias, server_info, tree_ops
 from .base import Patch
 
 ALL_PATCHES = [
     Patch("llm_alias", "sgl.LLM = offline Engine (accepts model=)", llm_alias.apply),
     Patch("draft_checks", "clear startup errors for a missing / non-EAGLE-3 draft", draft_checks.apply),
     Patch("cpu_rotary", "rotary embedding without CUDA/vllm -> forward_native", cpu_rotary.apply),
+    Patch("eagle3_capture", "one aux-layer-id rule on every target, final layer too, logged per mode",
+          eagle3_capture.apply),
     Patch("tree_ops", "EAGLE tree build/verify where sgl-kernel's ops are missing", tree_ops.apply),
     Patch("server_info", "plugin state in /get_server_info from each scheduler", server_info.apply),
 ]

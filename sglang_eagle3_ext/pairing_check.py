@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 from .draft_check import _looks_local, read_local_config
 from .errors import Eagle3ConfigError
+from .patches.eagle3_capture import RULE_ENV, rule
 
 FIX_DRAFT = "use an EAGLE-3 draft trained for this target"
 
@@ -215,11 +216,20 @@ def check_aux_ids(tcfg: dict, dcfg: dict, files: dict | None) -> list[CheckResul
         return [CheckResult("aux_layer_ids", "fail", f"draft {key} is {ids!r}, not a list of layer "
                                                      f"ids: {fix}")]
     out = []
-    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= L]
+    # The id rule (patches/eagle3_capture.py): 'leaving' ids end at L-1 (the final layer's output),
+    # 'entering' ids at L.
+    how = rule()
+    top = L - 1 if how == "leaving" else L
+    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= top]
     if bad:
         out.append(CheckResult("aux_layer_ids", "fail",
-                               f"aux layer ids {ids} from {source} have {bad} outside [0, {L}] "
-                               f"for a {L}-layer target: {fix}, or {FIX_DRAFT}"))
+                               f"aux layer ids {ids} from {source} have {bad} outside [0, {top}] "
+                               f"for a {L}-layer target (rule '{how}', {RULE_ENV}): {fix}, or {FIX_DRAFT}"))
+    elif len(set(ids)) == len(ids) and ids != sorted(ids):
+        out.append(CheckResult("aux_layer_ids", "fail",
+                               f"aux layer ids {ids} from {source} are not ascending (the target "
+                               f"captures states in layer order, so the draft's fc would see them "
+                               f"permuted): {fix}"))
     dups = sorted({i for i in ids if ids.count(i) > 1}, key=str)
     if dups:
         # The target captures each layer once; the draft's fc still expects len(ids) states.

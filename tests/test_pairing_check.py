@@ -206,15 +206,23 @@ def test_pytorch_bin_skips_the_weight_checks(models, draft):
 # ---------------------------------------------------------------- 4. aux layer ids
 
 def test_aux_id_out_of_range(models, draft):
-    edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [0, 1, 5]})
+    edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [0, 1, 4]})
     assert error_of(models, draft) == (
-        f"aux layer ids [0, 1, 5] from {IDS_KEY} have [5] outside [0, 4] for a 4-layer target: "
-        f"{FIX_IDS}, or {FIX}")
+        f"aux layer ids [0, 1, 4] from {IDS_KEY} have [4] outside [0, 3] for a 4-layer target "
+        f"(rule 'leaving', SGLANG_EAGLE3_EXT_AUX_LAYER_RULE): {FIX_IDS}, or {FIX}")
 
 
-def test_final_layer_id_is_allowed(models, draft):
+def test_final_layer_id_is_allowed(models, draft, monkeypatch):
+    edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [0, 2, 3]})
+    assert validate_pair(models["target"], draft)[3].status == "ok"  # 3 = leaving the last layer
     edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [0, 2, 4]})
+    monkeypatch.setenv("SGLANG_EAGLE3_EXT_AUX_LAYER_RULE", "entering")  # 4 = entering "layer L"
     assert validate_pair(models["target"], draft)[3].status == "ok"
+
+
+def test_aux_ids_not_ascending(models, draft):
+    edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [2, 0, 1]})
+    assert "are not ascending" in error_of(models, draft)
 
 
 def test_aux_ids_repeat(models, draft):

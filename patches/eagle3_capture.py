@@ -1,0 +1,171 @@
+"""One rule for EAGLE-3 aux layer ids on every target class, the same in every forward mode.
+
+THE RULE: aux layer id i names the hidden state LEAVING decoder layer i (the residual stream after
+layer i, before the final norm), 0 <= i <= L-1. It is what upstream SGLang's Llama / Qwen2 /
+Glm4Moe adapters do (they capture at the entry of layer i+1) and what SpecForge trains with, so
+its drafts work unchanged; id L-1 is the final layer's output, which upstream cannot capture (there
+is no layer L to capture at) and this patch adds. Upstream's DeepSeek-style adapters
+(Glm4MoeLite, DeepseekV2 / GLM-5.x) shift by one only when the first id is 1: here they follow the
+rule like the others.
+
+A draft trained with the other convention (id i = state ENTERING layer i, id L = final output) is
+served with SGLANG_EAGLE3_EXT_AUX_LAYER_RULE=entering (its launch preset sets it).
+
+Every target forward records which layers it captured per forward mode (one log line per new
+mode; `/get_server_info` -> internal_states[i].eagle3_ext.aux_capture), so eager, CUDA-graph
+capture and verify can be compared. SGLANG_EAGLE3_EXT_DUMP_AUX=DIR also saves the captured states
+of the first forwards (debugging, tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from .base import NotApplicable
+
+logger = logging.getLogger("sglang_eagle3_ext")
+
+RULE_ENV = "SGLANG_EAGLE3_EXT_AUX_LAYER_RULE"
+DUMP_ENV = "SGLANG_EAGLE3_EXT_DUMP_AUX"
+DUMP_LIMIT = 16
+
+# (module, class) of each target we serve; the first one found per module is patched.
+TARGETS = [
+    ("sglang.srt.models.qwen2", "Qwen2ForCausalLM"),
+    ("sglang.srt.models.llama", "LlamaForCausalLM"),
+    ("sglang.srt.models.glm4_moe", "Glm4MoeForCausalLM"),
+    ("sglang.srt.models.glm4_moe_lite", "Glm4MoeLiteForCausalLM"),
+    ("sglang.srt.models.deepseek_v2", "DeepseekV2ForCausalLM"),  # GLM-5.x (GlmMoeDsa) builds on it
+    ("sglang.srt.models.glm_moe_dsa", "GlmMoeDsaForCausalLM"),
+]
+
+# forward mode -> {"layers_entering": [...], "num_states": n}; read by server_info
+CAPTURE_LOG: dict = {}
+
+
+def rule() -> str:
+    value = os.environ.get(RULE_ENV, "leaving").strip().lower()
+    if value not in ("leaving", "entering"):
+        raise ValueError(f"{RULE_ENV}={value!r}: use 'leaving' (default) or 'entering'")
+    return value
+
+
+def entering_indices(layer_ids, num_layers: int, how: str) -> list[int]:
+    """Aux ids -> indices of the layers at whose ENTRY the state is read (num_layers = final)."""
+    shift = 1 if how == "leaving" else 0
+    top = num_layers - 1 if how == "leaving" else num_layers
+    ids = [int(i) for i in layer_ids]
+    bad = [i for i in ids if not 0 <= i <= top]
+    if bad:
+        raise ValueError(f"EAGLE-3 aux layer ids {bad} out of range for a {num_layers}-layer target "
+                         f"(rule '{how}': 0..{top}); fix eagle_config.eagle_aux_hidden_state_layer_ids "
+                         f"or {RULE_ENV}")
+    if len(set(ids)) != len(ids) or ids != sorted(ids):
+        raise ValueError(f"EAGLE-3 aux layer ids {ids} must be distinct and ascending "
+                         f"(states are captured in layer order)")
+    return [i + shift for i in ids]
+
+
+def _forward_mode(args, kwargs):
+    batch = kwargs.get("forward_batch", args[2] if len(args) > 2 else None)
+    mode = getattr(batch, "forward_mode", None)
+    return getattr(mode, "name", str(mode)), batch
+
+
+def _record(model, mode: str, aux, batch) -> None:
+    entry = {"layers_entering": list(model._eagle3_entering), "num_states": len(aux)}
+    if CAPTURE_LOG.get(mode) != entry:
+        CAPTURE_LOG[mode] = entry
+        logger.info("sglang-eagle3-ext: %s captures aux states entering layers %s (%d states)",
+                    mode, entry["layers_entering"], len(aux))
+    dump_dir = os.environ.get(DUMP_ENV)
+    if dump_dir and model._eagle3_dumped < DUMP_LIMIT:
+        import torch
+
+        os.makedirs(dump_dir, exist_ok=True)
+        n = model._eagle3_dumped = model._eagle3_dumped + 1
+        torch.save({"mode": mode, "layers_entering": entry["layers_entering"],
+                    "input_ids": getattr(batch, "input_ids", None),
+                    "aux": [a.detach().cpu() for a in aux]},
+                   os.path.join(dump_dir, f"{os.getpid()}-{n:03d}-{mode}.pt"))
+
+
+def _install_forward_wrapper(model) -> None:
+    """Per instance: append the final pre-norm state when asked, and record each mode."""
+    inner = model.model
+    if getattr(inner, "_eagle3_wrapped", False):
+        return
+    original = inner.forward
+    final = {}
+
+    def grab_final(_module, args):
+        x = args[0]
+        residual = args[1] if len(args) > 1 else None
+        final["state"] = x if residual is None else x + residual
+
+    inner.norm.register_forward_pre_hook(grab_final)
+
+    def forward(*args, **kwargs):
+        final.clear()
+        out = original(*args, **kwargs)
+        if not model.capture_aux_hidden_states:
+            return out
+        hidden, aux = out if isinstance(out, tuple) else (out, [])
+        if model._eagle3_capture_final:
+            if not isinstance(aux, list):
+                raise RuntimeError("final-layer capture needs the list form of aux states")
+            aux = type(aux)(aux) if aux else []
+            aux.append(final["state"].clone())
+        mode, batch = _forward_mode(args, kwargs)
+        _record(model, mode, aux, batch)
+        return hidden, aux
+
+    inner.forward = forward
+    inner._eagle3_wrapped = True
+
+
+def set_eagle3_layers_to_capture(self, layer_ids=None):
+    pp_group = getattr(self, "pp_group", None)
+    if pp_group is not None and not pp_group.is_last_rank:
+        return
+    num_layers = self.config.num_hidden_layers
+    how = rule()
+    if layer_ids is None:  # SpecForge's default, stated in the rule's terms
+        layer_ids, how = [1, num_layers // 2 - 1, num_layers - 4], "leaving"
+    entering = entering_indices(layer_ids, num_layers, how)
+    self.capture_aux_hidden_states = True
+    self._eagle3_entering = entering
+    self._eagle3_capture_final = entering[-1] == num_layers
+    self._eagle3_dumped = 0
+    # The layer loop reads the state at layer entry; the final one comes from the norm's input.
+    self.model.layers_to_capture = [i for i in entering if i < num_layers]
+    _install_forward_wrapper(self)
+    logger.info("sglang-eagle3-ext: %s aux layer ids %s (rule '%s') -> states entering layers %s",
+                type(self).__name__, list(layer_ids), how, entering)
+
+
+def apply() -> str:
+    import importlib
+
+    patched, missing = [], []
+    for module_name, class_name in TARGETS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            missing.append(class_name)
+            continue
+        cls = getattr(module, class_name, None)
+        # Ours needs the model's layer loop to honour .model.layers_to_capture, which is what an
+        # upstream adapter's presence tells us; classes without one are left alone (and named).
+        if cls is None or not hasattr(cls, "set_eagle3_layers_to_capture"):
+            missing.append(class_name)
+            continue
+        cls.set_eagle3_layers_to_capture = set_eagle3_layers_to_capture
+        patched.append(class_name)
+    if not patched:
+        raise NotApplicable("none of the target model classes has EAGLE-3 support here")
+    if missing:
+        logger.info("sglang-eagle3-ext: no EAGLE-3 capture in this SGLang for %s", ", ".join(missing))
+    return f"rule '{rule()}' on {', '.join(patched)}"
+

@@ -1,0 +1,86 @@
+"""The aux-layer-id rule, checked against transformers' hidden states through real SGLang."""
+
+import glob
+
+import pytest
+
+from sglang_eagle3_ext.demo import run_engine
+from sglang_eagle3_ext.patches.eagle3_capture import DUMP_ENV, entering_indices
+from sglang_eagle3_ext.tiny_models import build_eagle3_draft
+
+PROMPT = "The capital of France is"
+
+
+def test_rule_leaving_is_upstream_plus_one_and_allows_the_final_layer():
+    assert entering_indices([1, 13, 24], 28, "leaving") == [2, 14, 25]  # Qwen2.5-7B draft
+    assert entering_indices([0, 1, 3], 4, "leaving") == [1, 2, 4]  # 4 = after the last layer
+
+
+def test_rule_entering_takes_ids_as_they_are():
+    assert entering_indices([2, 46, 92], 92, "entering") == [2, 46, 92]
+
+
+@pytest.mark.parametrize("ids,layers,how,message", [
+    ([1, 2, 4], 4, "leaving", r"\[4\] out of range for a 4-layer target \(rule 'leaving': 0..3\)"),
+    ([1, 93], 92, "entering", r"\[93\] out of range .* 0..92"),
+    ([1, 1, 2], 4, "leaving", "distinct and ascending"),
+    ([2, 1, 3], 4, "leaving", "distinct and ascending"),
+])
+def test_rule_rejects_bad_ids(ids, layers, how, message):
+    with pytest.raises(ValueError, match=message):
+        entering_indices(ids, layers, how)
+
+
+def hf_states(target, input_ids):
+    """transformers' residual stream leaving each layer (pre-norm for the last one)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(target, torch_dtype=torch.float32).eval()
+    pre_norm = {}
+    hf.model.norm.register_forward_pre_hook(lambda m, a: pre_norm.setdefault("x", a[0]))
+    with torch.no_grad():
+        out = hf(torch.tensor([input_ids]), output_hidden_states=True)
+    n = hf.config.num_hidden_layers
+    # hidden_states[i + 1] leaves layer i; HF's last entry is after the final norm, so use the hook
+    return [out.hidden_states[i + 1][0] for i in range(n - 1)] + [pre_norm["x"][0]]
+
+
+@pytest.fixture(scope="module")
+def captured(models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("capture")
+    draft = str(root / "draft")
+    build_eagle3_draft(draft, models["target"], kind="random", aux_layer_ids=[0, 1, 3])
+    mp = pytest.MonkeyPatch()
+    mp.setenv(DUMP_ENV, str(root / "dump"))  # inherited by SGLang's scheduler process
+    try:
+        run = run_engine(models["target"], draft, prompts=[PROMPT], max_new_tokens=8)
+    finally:
+        mp.undo()
+    import torch
+
+    dumps = [torch.load(f) for f in sorted(glob.glob(str(root / "dump" / "*.pt")))]
+    return run, dumps
+
+
+def test_captured_states_equal_transformers_at_the_documented_layers(models, captured):
+    import torch
+    from transformers import AutoTokenizer
+
+    run, dumps = captured
+    prefill = next(d for d in dumps if d["mode"] == "EXTEND")
+    ids = AutoTokenizer.from_pretrained(models["target"])(PROMPT)["input_ids"]
+    assert prefill["input_ids"].tolist() == ids
+    expected = hf_states(models["target"], ids)
+    assert len(prefill["aux"]) == 3
+    for got, layer in zip(prefill["aux"], [0, 1, 3]):  # 3 = the final layer's output
+        torch.testing.assert_close(got, expected[layer], rtol=1e-4, atol=1e-4)
+
+
+def test_same_layers_in_every_forward_mode(captured):
+    run, dumps = captured
+    log = run["server_info"]["internal_states"][0]["eagle3_ext"]["aux_capture"]
+    assert {"EXTEND", "TARGET_VERIFY"} <= set(log), log
+    assert {tuple(v["layers_entering"]) for v in log.values()} == {(1, 2, 4)}
+    assert {v["num_states"] for v in log.values()} == {3}
+    assert {d["mode"] for d in dumps} >= {"EXTEND", "TARGET_VERIFY"}
