@@ -4,7 +4,7 @@ import glob
 
 import pytest
 
-from sglang_eagle3_ext.demo import run_engine
+from isolated import run_engine
 from sglang_eagle3_ext.patches.eagle3_capture import DUMP_ENV, entering_indices
 from sglang_eagle3_ext.tiny_models import build_eagle3_draft
 
@@ -46,39 +46,45 @@ def hf_states(target, input_ids):
     return [out.hidden_states[i + 1][0] for i in range(n - 1)] + [pre_norm["x"][0]]
 
 
-@pytest.fixture(scope="module")
-def captured(models, tmp_path_factory):
+@pytest.fixture(scope="module", params=["qwen2", "llama", "glm4_moe"])
+def captured(request, models, tmp_path_factory):
+    """One EAGLE-3 run per target architecture, dumping what the target captured."""
+    from sglang_eagle3_ext.tiny_archs import build_target
+
     root = tmp_path_factory.mktemp("capture")
+    target = models["target"] if request.param == "qwen2" else str(root / "target")
+    if request.param != "qwen2":
+        build_target(request.param, target)
     draft = str(root / "draft")
-    build_eagle3_draft(draft, models["target"], kind="random", aux_layer_ids=[0, 1, 3])
+    build_eagle3_draft(draft, target, kind="random", aux_layer_ids=[0, 1, 3])
     mp = pytest.MonkeyPatch()
     mp.setenv(DUMP_ENV, str(root / "dump"))  # inherited by SGLang's scheduler process
     try:
-        run = run_engine(models["target"], draft, prompts=[PROMPT], max_new_tokens=8)
+        run = run_engine(target, draft, prompts=[PROMPT], max_new_tokens=8)
     finally:
         mp.undo()
     import torch
 
     dumps = [torch.load(f) for f in sorted(glob.glob(str(root / "dump" / "*.pt")))]
-    return run, dumps
+    return target, run, dumps
 
 
-def test_captured_states_equal_transformers_at_the_documented_layers(models, captured):
+def test_captured_states_equal_transformers_at_the_documented_layers(captured):
     import torch
     from transformers import AutoTokenizer
 
-    run, dumps = captured
+    target, run, dumps = captured
     prefill = next(d for d in dumps if d["mode"] == "EXTEND")
-    ids = AutoTokenizer.from_pretrained(models["target"])(PROMPT)["input_ids"]
+    ids = AutoTokenizer.from_pretrained(target)(PROMPT)["input_ids"]
     assert prefill["input_ids"].tolist() == ids
-    expected = hf_states(models["target"], ids)
+    expected = hf_states(target, ids)
     assert len(prefill["aux"]) == 3
     for got, layer in zip(prefill["aux"], [0, 1, 3]):  # 3 = the final layer's output
         torch.testing.assert_close(got, expected[layer], rtol=1e-4, atol=1e-4)
 
 
 def test_same_layers_in_every_forward_mode(captured):
-    run, dumps = captured
+    target, run, dumps = captured
     log = run["server_info"]["internal_states"][0]["eagle3_ext"]["aux_capture"]
     assert {"EXTEND", "TARGET_VERIFY"} <= set(log), log
     assert {tuple(v["layers_entering"]) for v in log.values()} == {(1, 2, 4)}

@@ -1,0 +1,63 @@
+"""Every target architecture on real SGLang (CPU): greedy output equal to transformers' greedy.
+
+Each folder is built by tiny_archs.build_target (transformers' own classes: HF loads it) and served
+by SGLang through sgl.LLM with the CPU arguments. One engine start per architecture (~25-40 s).
+"""
+
+import pytest
+
+from isolated import run_engine
+from sglang_eagle3_ext.tiny_archs import build_target
+
+PROMPTS = ["The capital of France is", "def add(a, b):", "One plus one is"]
+NEW_TOKENS = 12
+
+MLA_MISMATCH = (
+    "SGLang 0.5.23 on CPU (triton backend) runs Glm4MoeLite/DeepseekV2 MLA but its greedy tokens "
+    "differ from transformers 5.19 from the first prefill token on (also with all layers dense, "
+    "also with v_head_dim == qk_head_dim); HF's interleaved RoPE was checked equal to SGLang's "
+    "GPT-J RoPE, root cause not isolated"
+)
+DSA_CPU = (
+    "SGLang 0.5.23 cannot start a DSA model without CUDA: handle_model_specific_adjustments calls "
+    "torch.cuda.get_device_capability() for every non-NPU/XPU DSA config ('Found no NVIDIA driver')"
+)
+
+ARCHS = [
+    pytest.param("llama", id="llama"),
+    pytest.param("llama3_rope", id="llama-rope-llama3"),
+    pytest.param("glm4_moe", id="glm4_moe"),
+    pytest.param("glm4_moe_lite", id="glm4_moe_lite",
+                 marks=pytest.mark.xfail(strict=True, reason=MLA_MISMATCH)),
+    pytest.param("glm_moe_dsa", id="glm_moe_dsa",
+                 marks=pytest.mark.xfail(strict=True, reason=DSA_CPU, raises=RuntimeError)),
+]
+
+
+def hf_greedy(folder):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    out = []
+    for prompt in PROMPTS:
+        ids = tok(prompt)["input_ids"]
+        with torch.no_grad():
+            gen = model.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS,
+                                 min_new_tokens=NEW_TOKENS, do_sample=False)
+        out.append(gen[0, len(ids):].tolist())
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_sglang_greedy_equals_transformers(arch, tmp_path):
+    folder = str(tmp_path / arch)
+    if arch == "llama3_rope":
+        build_target("llama", folder, rope_scaling=True)
+    else:
+        build_target(arch, folder)
+    expected = hf_greedy(folder)
+    got = run_engine(folder, None, prompts=PROMPTS, max_new_tokens=NEW_TOKENS,
+                     sampling={"ignore_eos": True})["output_ids"]
+    assert got == expected
