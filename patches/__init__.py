@@ -5,7 +5,8 @@ from .base import Patch
 
 ALL_PATCHES = [
     Patch("llm_alias", "sgl.LLM = offline Engine (accepts model=)", llm_alias.apply),
-    Patch("draft_checks", "clear startup errors for a missing / non-EAGLE-3 draft", draft_checks.apply),
+    Patch("draft_checks", "clear startup errors: missing / non-EAGLE-3 / ill-fitting draft",
+          draft_checks.apply),
     Patch("cpu_rotary", "rotary embedding without CUDA/vllm -> forward_native", cpu_rotary.apply),
     Patch("eagle3_capture", "one aux-layer-id rule on every target, final layer too, logged per mode",
           eagle3_capture.apply),

@@ -58,6 +58,6 @@ def main(argv=None) -> int:
         print(f"plugin entry point (sglang.srt.plugins): {'registered' if rep['entry_point'] else 'MISSING'}")
         print("patches:")
         for p in rep["patches"]:
-            print(f"  {p['name']:<14}{p['status']:<9}{p['summary']}" + (f" -- {p['detail']}" if p["detail"] else ""))
+            print(f"  {p['name']:<16}{p['status']:<9}{p['summary']}" + (f" -- {p['detail']}" if p["detail"] else ""))
         print(f"tree ops: {rep['tree_ops']}")
     return 1 if any(p["status"] == "failed" for p in rep["patches"]) else 0
