@@ -31,6 +31,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .tree_verify import check_rows
+
 
 @triton.jit
 def _tree_sampling_kernel(
@@ -168,12 +170,9 @@ def tree_speculative_sampling_target_only(
         raise ValueError("target_probs and draft_probs must be [bs, draft_tokens, vocab]")
     if target_probs.stride(2) != 1 or draft_probs.stride(2) != 1:
         raise ValueError("target_probs and draft_probs need a unit vocab stride")
-    for name, t in (("candidates", candidates), ("retrive_index", retrive_index),
-                    ("retrive_next_token", retrive_next_token),
-                    ("retrive_next_sibling", retrive_next_sibling), ("accept_index", accept_index),
-                    ("uniform_samples", uniform_samples)):
-        if t.dim() != 2 or t.shape[0] != bs or (t.shape[1] > 1 and t.stride(1) != 1):
-            raise ValueError(f"{name} must be a [bs, width] tensor with unit column stride")
+    check_rows(bs, candidates=candidates, retrive_index=retrive_index,
+               retrive_next_token=retrive_next_token, retrive_next_sibling=retrive_next_sibling,
+               accept_index=accept_index, uniform_samples=uniform_samples)
     if bs == 0:
         return
     _tree_sampling_kernel[(bs,)](

@@ -71,6 +71,13 @@ def _verify_tree_greedy_kernel(
     tl.store(predicts_ptr + last, tl.load(target_predict_ptr + last).to(out_ty))
 
 
+def check_rows(bs: int, **tensors) -> None:
+    """Each tensor is [bs, width] with unit column stride: the kernels step rows by stride(0)."""
+    for name, t in tensors.items():
+        if t.dim() != 2 or t.shape[0] != bs or (t.shape[1] > 1 and t.stride(1) != 1):
+            raise ValueError(f"{name} must be a [bs, width] tensor with unit column stride")
+
+
 def verify_tree_greedy(
     predicts: torch.Tensor,  # mutable, [bs * draft_tokens]
     accept_index: torch.Tensor,  # mutable, [bs, num_spec_tokens]
@@ -89,11 +96,9 @@ def verify_tree_greedy(
         raise ValueError("predicts must be a contiguous [bs * draft_tokens] tensor")
     if target_predict.numel() != bs * num_draft:
         raise ValueError("target_predict must hold bs * draft_tokens entries")
-    for name, t in (("candidates", candidates), ("retrive_index", retrive_index),
-                    ("retrive_next_token", retrive_next_token),
-                    ("retrive_next_sibling", retrive_next_sibling), ("accept_index", accept_index)):
-        if t.dim() != 2 or t.shape[0] != bs or (t.shape[1] > 1 and t.stride(1) != 1):
-            raise ValueError(f"{name} must be a [bs, width] tensor with unit column stride")
+    check_rows(bs, candidates=candidates, retrive_index=retrive_index,
+               retrive_next_token=retrive_next_token, retrive_next_sibling=retrive_next_sibling,
+               accept_index=accept_index)
     if bs == 0:
         return
     _verify_tree_greedy_kernel[(bs,)](
