@@ -13,17 +13,11 @@ import sys
 
 
 class _SGLangImportWatcher(importlib.abc.MetaPathFinder):
-    def __init__(self):
-        self._busy = False
-
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "sglang" or self._busy:
+        if fullname != "sglang":
             return None
-        self._busy = True
-        try:
-            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        finally:
-            self._busy = False
+        # PathFinder searches sys.path directly (not sys.meta_path), so this cannot recurse.
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         original_exec = spec.loader.exec_module
