@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from sglang_eagle3_ext.kernels.tree_inputs import draft_steps, draft_tree
+from sglang_eagle3_ext.kernels.tree_inputs import draft_steps, draft_tree, tree_children
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = ("build_tree_kernel_efficient", "verify_tree_greedy", "tree_speculative_sampling_target_only")
@@ -148,15 +148,7 @@ def tree_links(parent_list, sel, topk, n):
 
 def children(links, b):
     """children[node] of request b in sibling order."""
-    nxt, sib = links[1, b].tolist(), links[2, b].tolist()
-    out = []
-    for node in range(len(nxt)):
-        kids, c = [], nxt[node]
-        while c != -1:
-            kids.append(c)
-            c = sib[c]
-        out.append(kids)
-    return out
+    return tree_children(links[1, b].tolist(), links[2, b].tolist())
 
 
 def odd_coins(shape, gen):

@@ -38,3 +38,15 @@ def draft_tree(step_outputs, topk, num_draft):
     else:
         parent_list = torch.empty(scores.shape[0], 0, dtype=torch.long)
     return parent_list, top_scores_index, draft_tokens
+
+
+def tree_children(next_token, next_sibling):
+    """children[node] in sibling order, from one request's retrieval links."""
+    children = []
+    for node in range(len(next_token)):
+        kids, c = [], next_token[node]
+        while c != -1:
+            kids.append(c)
+            c = next_sibling[c]
+        children.append(kids)
+    return children

@@ -18,7 +18,7 @@ from sglang_eagle3_ext.kernels import (  # noqa: E402
     verify_tree_greedy,
 )
 from sglang_eagle3_ext.kernels import tree_reference as ref  # noqa: E402
-from sglang_eagle3_ext.kernels.tree_inputs import draft_steps, draft_tree  # noqa: E402
+from sglang_eagle3_ext.kernels.tree_inputs import draft_steps, draft_tree, tree_children  # noqa: E402
 
 DEVICE = "cpu" if os.environ["TRITON_INTERPRET"] == "1" else "cuda"
 FULL_MASK, QLEN_ONLY, QLEN_ONLY_BITPACKING = 0, 1, 2
@@ -77,18 +77,6 @@ def build(fn, parent_list, sel, seq_lens, topk, steps, n, mode, fill=-1):
 def assert_same(a, b):
     for x, y in zip(a, b):
         assert torch.equal(x, y)
-
-
-def tree_children(next_token, next_sibling):
-    """children[node] in sibling order, from one request's retrieval links."""
-    children = []
-    for node in range(len(next_token)):
-        kids, c = [], next_token[node]
-        while c != -1:
-            kids.append(c)
-            c = next_sibling[c]
-        children.append(kids)
-    return children
 
 
 def greedy_targets(candidates, retrieve, gen, follow=0.8):
