@@ -1,6 +1,7 @@
 """Every patch this plugin applies to SGLang, in order. One file per concern."""
 
-from . import cpu_rotary, draft_checks, eagle3_capture, llm_alias, server_info, tree_ops
+from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, llm_alias,
+               server_info, tree_ops)
 from .base import Patch
 
 ALL_PATCHES = [
@@ -8,8 +9,12 @@ ALL_PATCHES = [
     Patch("draft_checks", "clear startup errors: missing / non-EAGLE-3 / ill-fitting draft",
           draft_checks.apply),
     Patch("cpu_rotary", "rotary embedding without CUDA/vllm -> forward_native", cpu_rotary.apply),
+    Patch("cpu_cache_locs", "verify KV slots without an accelerator (EAGLE topk > 1)",
+          cpu_cache_locs.apply),
     Patch("eagle3_capture", "one aux-layer-id rule on every target, final layer too, logged per mode",
           eagle3_capture.apply),
+    Patch("draft_dtype", "target states cast to the draft's dtype (bf16/FP8 target, fp16/fp32 draft)",
+          draft_dtype.apply),
     Patch("tree_ops", "EAGLE tree build/verify where sgl-kernel's ops are missing", tree_ops.apply),
     Patch("server_info", "plugin state in /get_server_info from each scheduler", server_info.apply),
 ]

@@ -15,6 +15,13 @@ from typing import Callable, Optional
 logger = logging.getLogger("sglang_eagle3_ext")
 
 APPLIED, SKIPPED, FAILED = "applied", "skipped", "failed"
+DISABLE_ENV = "SGLANG_EAGLE3_EXT_DISABLE"  # comma-separated patch names to leave out
+
+
+def disabled() -> set:
+    import os
+
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
 class NotApplicable(Exception):
@@ -32,6 +39,10 @@ class Patch:
     def run(self) -> str:
         """Apply once; later calls return the first outcome (patches are idempotent)."""
         if self.status is not None:
+            return self.status
+        if self.name in disabled():
+            self.status, self.detail = SKIPPED, f"disabled by {DISABLE_ENV}"
+            logger.info("sglang-eagle3-ext: patch %s not applied: %s", self.name, self.detail)
             return self.status
         try:
             self.detail = self.apply() or ""

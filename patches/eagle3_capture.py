@@ -145,27 +145,42 @@ def set_eagle3_layers_to_capture(self, layer_ids=None):
                 type(self).__name__, list(layer_ids), how, entering)
 
 
-def apply() -> str:
-    import importlib
+# class name -> "patched" / "no EAGLE-3 support here", filled as each model module is imported
+TARGET_STATUS: dict = {}
 
-    patched, missing = [], []
+
+def _patch_target(class_name: str, module) -> None:
+    cls = getattr(module, class_name, None)
+    # Ours needs the model's layer loop to honour .model.layers_to_capture, which is what an
+    # upstream adapter's presence tells us; classes without one are left alone (and named).
+    if cls is None or not hasattr(cls, "set_eagle3_layers_to_capture"):
+        TARGET_STATUS[class_name] = "no EAGLE-3 support here"
+        logger.info("sglang-eagle3-ext: no EAGLE-3 capture in this SGLang for %s", class_name)
+        return
+    cls.set_eagle3_layers_to_capture = set_eagle3_layers_to_capture
+    TARGET_STATUS[class_name] = "patched"
+
+
+def apply() -> str:
+    """Patch each target class when its module is imported: importing every model module here
+    would cost seconds in SGLang processes that never build a model."""
+    import functools
+    import importlib.util
+
+    from sglang_eagle3_ext.post_import import when_imported
+
+    rule()  # a bad SGLANG_EAGLE3_EXT_AUX_LAYER_RULE fails here, once, not inside a forward
+    watched = []
     for module_name, class_name in TARGETS:
         try:
-            module = importlib.import_module(module_name)
+            found = importlib.util.find_spec(module_name) is not None
         except ImportError:
-            missing.append(class_name)
+            found = False
+        if not found:
+            TARGET_STATUS[class_name] = "model not in this SGLang"
             continue
-        cls = getattr(module, class_name, None)
-        # Ours needs the model's layer loop to honour .model.layers_to_capture, which is what an
-        # upstream adapter's presence tells us; classes without one are left alone (and named).
-        if cls is None or not hasattr(cls, "set_eagle3_layers_to_capture"):
-            missing.append(class_name)
-            continue
-        cls.set_eagle3_layers_to_capture = set_eagle3_layers_to_capture
-        patched.append(class_name)
-    if not patched:
-        raise NotApplicable("none of the target model classes has EAGLE-3 support here")
-    if missing:
-        logger.info("sglang-eagle3-ext: no EAGLE-3 capture in this SGLang for %s", ", ".join(missing))
-    return f"rule '{rule()}' on {', '.join(patched)}"
-
+        when_imported(module_name, functools.partial(_patch_target, class_name))
+        watched.append(class_name)
+    if not watched:
+        raise NotApplicable("none of the target model modules exists in this SGLang")
+    return f"rule '{rule()}' on {', '.join(watched)} (each when its model module is imported)"

@@ -15,9 +15,9 @@ quiet() {
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 if ! .venv/bin/python -c "import sglang, torch, torchvision" 2>/dev/null; then
-  quiet .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
-  quiet .venv/bin/pip install -q --no-deps "sglang==${SGLANG_VERSION}"
-  quiet .venv/bin/pip install -q -r requirements-cpu.txt
+  quiet .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+  quiet .venv/bin/python -m pip install -q --no-deps "sglang==${SGLANG_VERSION}"
+  quiet .venv/bin/python -m pip install -q -r requirements-cpu.txt
 fi
-quiet .venv/bin/pip install -q -e .
+quiet .venv/bin/python -m pip install -q -e .
 .venv/bin/python -c "import sglang, sglang_eagle3_ext; print('installed: sglang', sglang.__version__, '+ sglang-eagle3-ext', sglang_eagle3_ext.__version__)"

@@ -10,6 +10,8 @@ import urllib.request
 
 from sglang_eagle3_ext.cpu_defaults import CPU_ENGINE_ARGS, EAGLE3_ARGS, as_cli
 
+STARTUP_S = 600  # a CPU server starts in ~30 s alone; a loaded 2-core machine needs far more
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -32,7 +34,7 @@ class Server:
         log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, cwd="/",
                                      env=dict(os.environ, TRITON_INTERPRET="1"), start_new_session=True)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}; log: {self.log_path}")
@@ -43,7 +45,7 @@ class Server:
             except OSError:
                 time.sleep(1)
         self.__exit__()
-        raise TimeoutError(f"server not healthy in 300 s; log: {self.log_path}")
+        raise TimeoutError(f"server not healthy in {STARTUP_S} s; log: {self.log_path}")
 
     def __exit__(self, *exc):
         if self.proc and self.proc.poll() is None:

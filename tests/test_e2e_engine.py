@@ -6,6 +6,7 @@ from isolated import run_engine
 
 PROMPTS = ["The capital of France is", "def add(a, b):", "One plus one is"]
 NEW_TOKENS = 16
+TREES = [(2, 6), (4, 8), (8, 16)]  # (topk, draft tokens) with 3 draft steps
 GREEDY_NO_EOS = {"temperature": 0, "max_new_tokens": NEW_TOKENS, "ignore_eos": True}
 
 
@@ -29,6 +30,14 @@ def runs(models):
         "bigram_base": sglang_ids(models["bigram_target"]),
         "bigram_agreeing": sglang_ids(models["bigram_target"], models["agreeing_draft"]),
         "bigram_random": sglang_ids(models["bigram_target"], models["random_draft"]),
+        # Trees (topk > 1): random drafts make the verify walk reject across sibling branches.
+        **{f"eagle3_random_topk{k}": sglang_ids(models["target"], models["random_draft"],
+                                                 speculative_eagle_topk=k,
+                                                 speculative_num_draft_tokens=n)
+           for k, n in TREES},
+        "bigram_agreeing_topk4": sglang_ids(models["bigram_target"], models["agreeing_draft"],
+                                            speculative_eagle_topk=4,
+                                            speculative_num_draft_tokens=8),
     }
 
 
@@ -70,18 +79,30 @@ def test_plugin_ran_inside_the_scheduler(runs):
 
     state = runs["bigram_agreeing"]["server_info"]["internal_states"][0]["eagle3_ext"]
     assert state["pid"] != os.getpid()  # reported by the scheduler process itself
-    assert state["patches"]["tree_ops"] == "applied" and state["patches"]["cpu_rotary"] == "applied"
+    assert all(state["patches"][p] == "applied" for p in ("tree_ops", "cpu_rotary", "cpu_cache_locs"))
 
 
-# topk > 1 end to end is not here: SGLang 0.5.23's CPU path leaves the target-verify
-# out_cache_loc unset for topk > 1 (KV write with index None), independent of the tree ops.
+@pytest.mark.parametrize("topk,draft_tokens", TREES)
+def test_eagle3_tree_is_lossless(runs, topk, draft_tokens):
+    got = runs[f"eagle3_random_topk{topk}"]
+    assert got["output_ids"] == runs["base"]["output_ids"]
+    assert got["verify_steps"] > 0
 
 
-def test_eagle3_sampling_runs_and_respects_lengths(models):
+def test_eagle3_tree_accepts_the_agreeing_branch(runs):
+    got = runs["bigram_agreeing_topk4"]
+    assert got["output_ids"] == runs["bigram_base"]["output_ids"]
+    # the right token is the draft's top-1 child of the root in every step
+    assert got["accept_length"] >= 1.8, got["accept_length"]
+
+
+@pytest.mark.parametrize("topk,draft_tokens", [(1, 4), (4, 8)])
+def test_eagle3_sampling_runs_and_respects_lengths(models, topk, draft_tokens):
     """temperature > 0 goes through tree sampling (ours on CPU); the agreeing draft's first token
     is the target's argmax, so at a low temperature it is still mostly accepted."""
     r = run_engine(models["bigram_target"], models["agreeing_draft"], prompts=PROMPTS,
                    max_new_tokens=NEW_TOKENS, sampling={"temperature": 0.05, "ignore_eos": True},
-                   random_seed=1)
+                   random_seed=1, speculative_eagle_topk=topk,
+                   speculative_num_draft_tokens=draft_tokens)
     assert [len(ids) for ids in r["output_ids"]] == [NEW_TOKENS] * len(PROMPTS)
     assert r["verify_steps"] > 0 and r["accept_length"] >= 1.5

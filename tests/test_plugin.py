@@ -41,7 +41,8 @@ def test_bootstrap_costs_nothing_without_sglang():
     r = run_python("import sys; print(sorted(m for m in sys.modules if m.startswith(('sglang', 'torch'))))")
     assert r.returncode == 0, r.stderr
     # Only our package and its import hook: no patches, no SGLang, no torch.
-    assert json.loads(r.stdout.replace("'", '"')) == ["sglang_eagle3_ext", "sglang_eagle3_ext.import_hook"]
+    assert json.loads(r.stdout.replace("'", '"')) == [
+        "sglang_eagle3_ext", "sglang_eagle3_ext.import_hook", "sglang_eagle3_ext.post_import"]
 
 
 def test_bootstrap_can_be_switched_off():
@@ -95,6 +96,18 @@ def test_a_patch_that_does_not_apply_says_why_once(caplog):
         assert patch.run() == SKIPPED and patch.run() == SKIPPED
     assert [r.getMessage() for r in caplog.records if "absent" in r.getMessage()] == [
         "sglang-eagle3-ext: patch absent not applied: needs sgl-kernel"]
+
+
+def test_a_patch_can_be_switched_off_by_name(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setenv("SGLANG_EAGLE3_EXT_DISABLE", "other, off")
+    called = []
+    patch = Patch("off", "x", lambda: called.append(1))
+    with caplog.at_level(logging.INFO, logger="sglang_eagle3_ext"):
+        assert patch.run() == SKIPPED
+    assert called == [] and patch.detail == "disabled by SGLANG_EAGLE3_EXT_DISABLE"
+    assert Patch("on", "x", lambda: "done").run() == APPLIED
 
 
 def test_applying_twice_does_not_wrap_twice():
