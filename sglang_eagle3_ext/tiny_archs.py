@@ -57,7 +57,9 @@ def _config(arch: str, vocab: int, eos: int, rope_scaling: bool):
         # transformers 5.x dropped first_k_dense_replace from this config (mlp_layer_types
         # instead) but SGLang's glm4_moe_lite.py reads it, and GLM-4.7-Flash's config.json has it:
         # pass both (an unknown key is kept as an attribute and saved).
-        return tf.Glm4MoeLiteConfig(q_lora_rank=None, rope_interleave=True,
+        # q_lora_rank set, as in GLM-4.7-Flash (768): with None (a plain q_proj) SGLang 0.5.23's
+        # Glm4MoeLite loader maps q_proj onto a qkv_proj it does not have and silently drops it.
+        return tf.Glm4MoeLiteConfig(q_lora_rank=32, rope_interleave=True,
                                     mlp_layer_types=["dense"] + ["sparse"] * 3,
                                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
                                     **_MLA, **_MOE, **base), tf.Glm4MoeLiteForCausalLM
