@@ -1,6 +1,6 @@
 """Every patch this plugin applies to SGLang, in order. One file per concern."""
 
-from . import cpu_rotary, draft_checks, eagle3_capture, llm_alias, server_info, tree_ops
+from . import cpu_rotary, draft_checks, eagle3_capture, llm_alias, mla_q_proj, server_info, tree_ops
 from .base import Patch
 
 ALL_PATCHES = [
@@ -8,6 +8,8 @@ ALL_PATCHES = [
     Patch("draft_checks", "clear startup errors: missing / non-EAGLE-3 / ill-fitting draft",
           draft_checks.apply),
     Patch("cpu_rotary", "rotary embedding without CUDA/vllm -> forward_native", cpu_rotary.apply),
+    Patch("mla_q_proj", "Glm4MoeLite with q_lora_rank null: load q_proj (SGLang drops it)",
+          mla_q_proj.apply),
     Patch("eagle3_capture", "one aux-layer-id rule on every target, final layer too, logged per mode",
           eagle3_capture.apply),
     Patch("tree_ops", "EAGLE tree build/verify where sgl-kernel's ops are missing", tree_ops.apply),

@@ -73,8 +73,10 @@ def _config(arch: str, vocab: int, eos: int, rope_scaling: bool):
     raise ValueError(f"unknown arch {arch!r}: one of {ARCHS}")
 
 
-def build_target(arch: str, out_dir: str, seed: int = 0, rope_scaling: bool = False) -> dict:
-    """A tiny random float32 target of `arch` in out_dir with the tiny tokenizer; returns config.json."""
+def build_target(arch: str, out_dir: str, seed: int = 0, rope_scaling: bool = False,
+                 **config_overrides) -> dict:
+    """A tiny random float32 target of `arch` in out_dir with the tiny tokenizer; returns config.json.
+    config_overrides replace config fields (e.g. q_lora_rank=None for a plain q_proj)."""
     if arch == "qwen2":
         return build_qwen2_target(out_dir, kind="random", seed=seed)
     import torch
@@ -83,6 +85,8 @@ def build_target(arch: str, out_dir: str, seed: int = 0, rope_scaling: bool = Fa
     tokenizer = build_tokenizer(out_dir)
     config, cls = _config(arch, len(tokenizer), tokenizer.eos_token_id, rope_scaling)
     config.torch_dtype = "float32"
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
     torch.manual_seed(seed)
     model = cls(config).float()
     with torch.no_grad():

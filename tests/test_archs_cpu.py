@@ -22,6 +22,7 @@ ARCHS = [
     pytest.param("llama3_rope", id="llama-rope-llama3"),
     pytest.param("glm4_moe", id="glm4_moe"),
     pytest.param("glm4_moe_lite", id="glm4_moe_lite"),
+    pytest.param("glm4_moe_lite_plain_q", id="glm4_moe_lite-q_lora_rank-null"),  # patch mla_q_proj
     pytest.param("glm_moe_dsa", id="glm_moe_dsa",
                  marks=pytest.mark.xfail(strict=True, reason=DSA_CPU, raises=RuntimeError)),
 ]
@@ -48,6 +49,8 @@ def test_sglang_greedy_equals_transformers(arch, tmp_path):
     folder = str(tmp_path / arch)
     if arch == "llama3_rope":
         build_target("llama", folder, rope_scaling=True)
+    elif arch == "glm4_moe_lite_plain_q":
+        build_target("glm4_moe_lite", folder, q_lora_rank=None)
     else:
         build_target(arch, folder)
     expected = hf_greedy(folder)
