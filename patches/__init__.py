@@ -1,7 +1,7 @@
 """Every patch this plugin applies to SGLang, in order. One file per concern."""
 
 from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, llm_alias,
-               server_info, tree_ops)
+               mla_q_proj, server_info, tree_ops)
 from .base import Patch
 
 ALL_PATCHES = [
@@ -11,6 +11,8 @@ ALL_PATCHES = [
     Patch("cpu_rotary", "rotary embedding without CUDA/vllm -> forward_native", cpu_rotary.apply),
     Patch("cpu_cache_locs", "verify KV slots without an accelerator (EAGLE topk > 1)",
           cpu_cache_locs.apply),
+    Patch("mla_q_proj", "Glm4MoeLite with q_lora_rank null: load q_proj (SGLang drops it)",
+          mla_q_proj.apply),
     Patch("eagle3_capture", "one aux-layer-id rule on every target, final layer too, logged per mode",
           eagle3_capture.apply),
     Patch("draft_dtype", "target states cast to the draft's dtype (bf16/FP8 target, fp16/fp32 draft)",

@@ -74,3 +74,22 @@ def import_or_skip(module: str):
         return importlib.import_module(module)
     except ImportError as e:
         raise NotApplicable(f"{module} not importable ({e})") from None
+
+
+def module_exists(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+def patch_when_imported(module_name: str, patch) -> None:
+    """patch(module) once SGLang imports module_name: importing model modules up front would cost
+    seconds in every SGLang process, most of which never build a model."""
+    from sglang_eagle3_ext.post_import import when_imported
+
+    if not module_exists(module_name):
+        raise NotApplicable(f"{module_name} not in this SGLang")
+    when_imported(module_name, patch)

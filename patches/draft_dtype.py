@@ -10,7 +10,7 @@ and CUDA-graph paths see the same values.
 
 import logging
 
-from .base import NotApplicable, wrap_method
+from .base import patch_when_imported, wrap_method
 
 logger = logging.getLogger("sglang_eagle3_ext")
 _logged = set()
@@ -72,17 +72,5 @@ def _patch(module) -> None:
 
 
 def apply() -> str:
-    import importlib.util
-
-    from sglang_eagle3_ext.post_import import when_imported
-
-    name = "sglang.srt.models.llama_eagle3"
-    try:
-        found = importlib.util.find_spec(name) is not None
-    except ImportError:
-        found = False
-    if not found:
-        raise NotApplicable(f"{name} not in this SGLang")
-    # Importing the draft model module here would cost every SGLang process seconds.
-    when_imported(name, _patch)
+    patch_when_imported("sglang.srt.models.llama_eagle3", _patch)
     return "llama_eagle3.LlamaModel.forward casts target states to the draft dtype (on import)"

@@ -162,24 +162,17 @@ def _patch_target(class_name: str, module) -> None:
 
 
 def apply() -> str:
-    """Patch each target class when its module is imported: importing every model module here
-    would cost seconds in SGLang processes that never build a model."""
     import functools
-    import importlib.util
 
-    from sglang_eagle3_ext.post_import import when_imported
+    from .base import module_exists, patch_when_imported
 
     rule()  # a bad SGLANG_EAGLE3_EXT_AUX_LAYER_RULE fails here, once, not inside a forward
     watched = []
     for module_name, class_name in TARGETS:
-        try:
-            found = importlib.util.find_spec(module_name) is not None
-        except ImportError:
-            found = False
-        if not found:
+        if not module_exists(module_name):
             TARGET_STATUS[class_name] = "model not in this SGLang"
             continue
-        when_imported(module_name, functools.partial(_patch_target, class_name))
+        patch_when_imported(module_name, functools.partial(_patch_target, class_name))
         watched.append(class_name)
     if not watched:
         raise NotApplicable("none of the target model modules exists in this SGLang")

@@ -57,7 +57,9 @@ def _config(arch: str, vocab: int, eos: int, rope_scaling: bool):
         # transformers 5.x dropped first_k_dense_replace from this config (mlp_layer_types
         # instead) but SGLang's glm4_moe_lite.py reads it, and GLM-4.7-Flash's config.json has it:
         # pass both (an unknown key is kept as an attribute and saved).
-        return tf.Glm4MoeLiteConfig(q_lora_rank=None, rope_interleave=True,
+        # q_lora_rank set, as in GLM-4.7-Flash (768): with None (a plain q_proj) SGLang 0.5.23's
+        # Glm4MoeLite loader maps q_proj onto a qkv_proj it does not have and silently drops it.
+        return tf.Glm4MoeLiteConfig(q_lora_rank=32, rope_interleave=True,
                                     mlp_layer_types=["dense"] + ["sparse"] * 3,
                                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
                                     **_MLA, **_MOE, **base), tf.Glm4MoeLiteForCausalLM
@@ -71,8 +73,10 @@ def _config(arch: str, vocab: int, eos: int, rope_scaling: bool):
     raise ValueError(f"unknown arch {arch!r}: one of {ARCHS}")
 
 
-def build_target(arch: str, out_dir: str, seed: int = 0, rope_scaling: bool = False) -> dict:
-    """A tiny random float32 target of `arch` in out_dir with the tiny tokenizer; returns config.json."""
+def build_target(arch: str, out_dir: str, seed: int = 0, rope_scaling: bool = False,
+                 **config_overrides) -> dict:
+    """A tiny random float32 target of `arch` in out_dir with the tiny tokenizer; returns config.json.
+    config_overrides replace config fields (e.g. q_lora_rank=None for a plain q_proj)."""
     if arch == "qwen2":
         return build_qwen2_target(out_dir, kind="random", seed=seed)
     import torch
@@ -81,6 +85,8 @@ def build_target(arch: str, out_dir: str, seed: int = 0, rope_scaling: bool = Fa
     tokenizer = build_tokenizer(out_dir)
     config, cls = _config(arch, len(tokenizer), tokenizer.eos_token_id, rope_scaling)
     config.torch_dtype = "float32"
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
     torch.manual_seed(seed)
     model = cls(config).float()
     with torch.no_grad():

@@ -12,12 +12,6 @@ from sglang_eagle3_ext.tiny_archs import build_target
 PROMPTS = ["The capital of France is", "def add(a, b):", "One plus one is"]
 NEW_TOKENS = 12
 
-MLA_MISMATCH = (
-    "SGLang 0.5.23 on CPU (triton backend) runs Glm4MoeLite/DeepseekV2 MLA but its greedy tokens "
-    "differ from transformers 5.19 from the first prefill token on (also with all layers dense, "
-    "also with v_head_dim == qk_head_dim); HF's interleaved RoPE was checked equal to SGLang's "
-    "GPT-J RoPE, root cause not isolated"
-)
 DSA_CPU = (
     "SGLang 0.5.23 cannot start a DSA model without CUDA: handle_model_specific_adjustments calls "
     "torch.cuda.get_device_capability() for every non-NPU/XPU DSA config ('Found no NVIDIA driver')"
@@ -27,8 +21,8 @@ ARCHS = [
     pytest.param("llama", id="llama"),
     pytest.param("llama3_rope", id="llama-rope-llama3"),
     pytest.param("glm4_moe", id="glm4_moe"),
-    pytest.param("glm4_moe_lite", id="glm4_moe_lite",
-                 marks=pytest.mark.xfail(strict=True, reason=MLA_MISMATCH)),
+    pytest.param("glm4_moe_lite", id="glm4_moe_lite"),
+    pytest.param("glm4_moe_lite_plain_q", id="glm4_moe_lite-q_lora_rank-null"),  # patch mla_q_proj
     pytest.param("glm_moe_dsa", id="glm_moe_dsa",
                  marks=pytest.mark.xfail(strict=True, reason=DSA_CPU, raises=RuntimeError)),
 ]
@@ -55,6 +49,8 @@ def test_sglang_greedy_equals_transformers(arch, tmp_path):
     folder = str(tmp_path / arch)
     if arch == "llama3_rope":
         build_target("llama", folder, rope_scaling=True)
+    elif arch == "glm4_moe_lite_plain_q":
+        build_target("glm4_moe_lite", folder, q_lora_rank=None)
     else:
         build_target(arch, folder)
     expected = hf_greedy(folder)

@@ -9,6 +9,7 @@ from sglang_eagle3_ext.patches.eagle3_capture import DUMP_ENV, entering_indices
 from sglang_eagle3_ext.tiny_models import build_eagle3_draft
 
 PROMPT = "The capital of France is"
+NEW_TOKENS = 8
 
 
 def test_rule_leaving_is_upstream_plus_one_and_allows_the_final_layer():
@@ -46,7 +47,7 @@ def hf_states(target, input_ids):
     return [out.hidden_states[i + 1][0] for i in range(n - 1)] + [pre_norm["x"][0]]
 
 
-@pytest.fixture(scope="module", params=["qwen2", "llama", "glm4_moe"])
+@pytest.fixture(scope="module", params=["qwen2", "llama", "glm4_moe", "glm4_moe_lite"])
 def captured(request, models, tmp_path_factory):
     """One EAGLE-3 run per target architecture, dumping what the target captured."""
     from sglang_eagle3_ext.tiny_archs import build_target
@@ -60,7 +61,7 @@ def captured(request, models, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv(DUMP_ENV, str(root / "dump"))  # inherited by SGLang's scheduler process
     try:
-        run = run_engine(target, draft, prompts=[PROMPT], max_new_tokens=8)
+        run = run_engine(target, draft, prompts=[PROMPT], max_new_tokens=NEW_TOKENS)
     finally:
         mp.undo()
     import torch
@@ -90,3 +91,37 @@ def test_same_layers_in_every_forward_mode(captured):
     assert {tuple(v["layers_entering"]) for v in log.values()} == {(1, 2, 4)}
     assert {v["num_states"] for v in log.values()} == {3}
     assert {d["mode"] for d in dumps} >= {"EXTEND", "TARGET_VERIFY"}
+
+
+def test_verify_states_equal_transformers(captured):
+    """The first verify pass (prompt in the KV cache, a chain of draft tokens on top) captures what
+    transformers computes for prompt + those tokens: the verify attention path (for MLA the
+    absorbed kernel) gives the same states as the prefill one."""
+    import torch
+    from transformers import AutoTokenizer
+
+    target, run, dumps = captured
+    ids = AutoTokenizer.from_pretrained(target)(PROMPT)["input_ids"]
+    verify = next(d for d in dumps if d["mode"] == "TARGET_VERIFY")
+    chain = verify["input_ids"].tolist()  # topk 1: a chain, so causal attention is the tree mask
+    assert len(chain) == 4 and len(verify["aux"]) == 3  # speculative_num_draft_tokens, 3 aux ids
+    expected = hf_states(target, ids + chain)
+    for got, layer in zip(verify["aux"], [0, 1, 3]):
+        torch.testing.assert_close(got, expected[layer][len(ids):], rtol=1e-4, atol=1e-4)
+
+
+def test_eagle3_output_equals_transformers_greedy(captured):
+    """Lossless: the EAGLE-3 run's tokens are transformers' greedy tokens for the same weights."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target, run, dumps = captured
+    ids = AutoTokenizer.from_pretrained(target)(PROMPT)["input_ids"]
+    hf = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False)
+    expected, got = out[0, len(ids):].tolist(), run["output_ids"][0]
+    assert got and got == expected[:len(got)]
+    # both stop at EOS; otherwise the lengths agree
+    assert len(got) == len(expected) or expected[len(got) - 1] == hf.config.eos_token_id
+    assert run["verify_steps"] > 0  # speculation really ran

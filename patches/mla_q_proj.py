@@ -1,0 +1,54 @@
+"""Load a plain q_proj into SGLang's Glm4MoeLite (GLM-4.7-Flash layout with q_lora_rank null).
+
+SGLang 0.5.23's Glm4MoeLiteForCausalLM.load_weights (glm4_moe_lite.py:855) keeps Glm4Moe's
+stacked mapping ("qkv_proj", "q_proj", "q"), but this MLA model has no qkv_proj: a checkpoint
+name `...self_attn.q_proj.weight` is renamed to `...qkv_proj.weight`, found in no parameter and
+skipped without a word. With q_lora_rank null (no q_a_proj/q_b_proj) the query projection then
+stays uninitialised and every token differs from transformers. GLM-4.7-Flash itself sets
+q_lora_rank (768) and is not affected. We hand those weights to the q_proj parameter ourselves and
+pass the rest through; only models that have a q_proj and no qkv_proj parameter are touched.
+"""
+
+import inspect
+import logging
+
+from .base import patch_when_imported, wrap_method
+
+logger = logging.getLogger("sglang_eagle3_ext")
+
+Q_PROJ = ".self_attn.q_proj."
+
+
+def _make_load_weights(original):
+    def load_weights(self, weights, *args, **kwargs):
+        params = dict(self.named_parameters())
+        if any(".qkv_proj." in n for n in params) or not any(Q_PROJ in n for n in params):
+            return original(self, weights, *args, **kwargs)
+        from sglang.srt.model_loader.weight_utils import default_weight_loader
+
+        def others():
+            for name, tensor in weights:
+                if Q_PROJ in name and name in params:
+                    param = params[name]
+                    getattr(param, "weight_loader", default_weight_loader)(param, tensor)
+                else:
+                    yield name, tensor
+
+        return original(self, others(), *args, **kwargs)
+
+    return load_weights
+
+
+def _patch(module) -> None:
+    cls = getattr(module, "Glm4MoeLiteForCausalLM", None)
+    source = inspect.getsource(cls.load_weights) if cls is not None else ""
+    if '"q_proj"' not in source or '"qkv_proj"' not in source:
+        logger.info("sglang-eagle3-ext: mla_q_proj not needed: Glm4MoeLite's loader does not "
+                    "rename q_proj to qkv_proj here")
+        return
+    wrap_method(cls, "load_weights", _make_load_weights)
+
+
+def apply() -> str:
+    patch_when_imported("sglang.srt.models.glm4_moe_lite", _patch)
+    return "Glm4MoeLiteForCausalLM.load_weights loads a plain q_proj (q_lora_rank null; on import)"
