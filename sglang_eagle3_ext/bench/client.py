@@ -1,5 +1,9 @@
 """One streamed chat request over HTTP, timed: time to first token, gaps between chunks, tokens.
 
+Time to first token = the first streamed choice (SGLang sends the assistant role with the first
+token, even when that token's text is still an incomplete UTF-8 sequence); inter-token latency =
+gaps between chunks that carry text.
+
 Standard library only (urllib): the harness runs wherever the server's clients run. Output
 tokens come from the server's own count (`stream_options.include_usage`), not from counting
 chunks: with speculative decoding one chunk carries several tokens.
@@ -48,7 +52,7 @@ def chat_stream(base_url: str, messages: list, max_tokens: int, temperature: flo
     req = urllib.request.Request(base_url.rstrip("/") + "/v1/chat/completions",
                                  data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
-    chunk_times, usage = [], None
+    chunk_times, usage, first = [], None, None
     start = time.perf_counter()
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -66,6 +70,8 @@ def chat_stream(base_url: str, messages: list, max_tokens: int, temperature: flo
                     usage = event["usage"]
                 for choice in event.get("choices") or []:
                     delta = choice.get("delta") or {}
+                    if first is None and ("role" in delta or delta.get("content")):
+                        first = time.perf_counter()  # the server's first output after prefill
                     if delta.get("content") or delta.get("reasoning_content"):
                         chunk_times.append(time.perf_counter())
                         break
@@ -76,7 +82,7 @@ def chat_stream(base_url: str, messages: list, max_tokens: int, temperature: flo
         raise RequestError("the stream carried no usage: this server ignores "
                            "stream_options.include_usage, so output tokens cannot be counted")
     return {"start": start, "end": end,
-            "ttft_s": (chunk_times[0] - start) if chunk_times else None,
+            "ttft_s": (first - start) if first is not None else None,
             "latency_s": end - start,
             "chunk_gaps_s": [b - a for a, b in zip(chunk_times, chunk_times[1:])],
             "completion_tokens": int(usage["completion_tokens"]),
