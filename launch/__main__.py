@@ -54,8 +54,10 @@ def main(argv=None) -> int:
     except PresetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.simulate_accept_length is not None and args.simulate_accept_length < 1:
-        print("error: --simulate-accept-length counts the bonus token, so it is >= 1", file=sys.stderr)
+    top = preset.server_args()["speculative_num_steps"] + 1  # the deepest accepted path + bonus
+    if args.simulate_accept_length is not None and not 1 <= args.simulate_accept_length <= top:
+        print(f"error: --simulate-accept-length counts accepted tokens plus the bonus per verify "
+              f"step: between 1 and {top} (speculative_num_steps + 1) for {preset.id}", file=sys.stderr)
         return 2
     model = args.model_path or preset.target["model"]
     draft = args.draft_path or preset.draft["model"]

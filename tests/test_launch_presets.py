@@ -167,3 +167,9 @@ def test_launch_list_and_check_cli_with_preset(folders):
     r = run_cli("-m", "sglang_eagle3_ext", "check", "--target", target, "--draft", draft,
                 "--preset", "qwen25-7b-throughput")
     assert r.returncode == 1 and "FAIL" in r.stdout
+
+
+def test_launch_refuses_a_simulated_accept_length_the_tree_cannot_reach():
+    r = run_cli("-m", "sglang_eagle3_ext.launch", "qwen25-7b-throughput", "--print",
+                "--simulate-accept-length", "5")
+    assert r.returncode == 2 and "between 1 and 4" in r.stderr

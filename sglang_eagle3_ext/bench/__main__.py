@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import sys
 
 from . import report
@@ -108,7 +109,7 @@ def parse_args(argv):
     return args
 
 
-def measure(args) -> dict:
+def measure(args, argv) -> dict:
     try:
         prompts = load_prompts(args.prompts)
     except PromptFileError as e:
@@ -136,7 +137,7 @@ def measure(args) -> dict:
         runs.append(run_server(url, label, prompts, bs, counts, opts, sim, bar))
     return {"tool": "sglang_eagle3_ext.bench",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv),
+            "command": "python -m sglang_eagle3_ext.bench " + shlex.join(argv),
             "protocol": {"temperature": opts.temperature, "max_tokens": opts.max_tokens,
                          "ignore_eos": opts.ignore_eos, "counts": {str(b): list(c) for b, c in counts.items()}},
             "prompts": {"source": args.prompts or "built-in", "count": len(prompts)},
@@ -169,8 +170,9 @@ def warnings(result: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    result = combine(args.from_json) if args.from_json else measure(args)
+    result = combine(args.from_json) if args.from_json else measure(args, argv)
     result["table"] = report.table_rows(result["runs"])
     text = report.markdown(result)
     print(text)

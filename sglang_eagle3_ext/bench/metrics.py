@@ -5,9 +5,10 @@ Two sources, chosen by which series the server exports:
 * eagle3_ext (this plugin's counters, preferred): sglang:eagle3_verify_steps_total,
   sglang:eagle3_accepted_tokens_total (accepted draft tokens, bonus not included) and
   sglang:eagle3_draft_tokens_total. accept length = 1 + accepted / steps.
-* sglang (SGLang's own): sglang:generation_tokens_total / sglang:spec_verify_calls_total, per
-  finished request. This counts the first token (from prefill) as well, so it reads a little
-  higher than the plugin's figure on short outputs.
+* sglang (SGLang's own, counted per finished request): accept length = (generation tokens -
+  requests) / verify calls, since each request's first token comes from prefill, not from a
+  verify step. tokens_per_verify = generation tokens / verify calls is SGLang's per-request
+  completion_tokens / spec_verify_ct, which counts that first token too.
 
 accept rate = accept length / draft tokens per step, as the model cards define it; draft accept
 rate = accepted draft tokens / proposed draft tokens.
@@ -79,10 +80,12 @@ def acceptance(d: dict | None, num_draft_tokens: int | None) -> dict:
         if d.get("drafted"):
             out["draft_accept_rate"] = d.get("accepted", 0) / d["drafted"]
     elif d.get("verify", 0) > 0:
-        out.update(source="sglang", accept_length=d.get("generated", 0) / d["verify"])
+        generated, verify = d.get("generated", 0), d["verify"]
+        from_verify = generated - d.get("requests", 0)  # one token per request comes from prefill
+        out.update(source="sglang", accept_length=from_verify / verify,
+                   tokens_per_verify=generated / verify)
         if num_draft_tokens and num_draft_tokens > 1:
-            proposed = d["verify"] * (num_draft_tokens - 1)
-            out["draft_accept_rate"] = (d.get("generated", 0) - d["verify"]) / proposed
+            out["draft_accept_rate"] = (from_verify - verify) / (verify * (num_draft_tokens - 1))
     else:
         out["why"] = "no verify steps in the window: not a speculative server"
         return out

@@ -36,8 +36,8 @@ def table_rows(runs: list) -> list:
 
 SOURCES = {"eagle3_ext": "this plugin's counters (sglang:eagle3_verify_steps_total, "
                          "sglang:eagle3_accepted_tokens_total; 1 + accepted / steps)",
-           "sglang": "SGLang's counters (sglang:generation_tokens_total / "
-                     "sglang:spec_verify_calls_total; counts the prefill token too)"}
+           "sglang": "SGLang's counters ((sglang:generation_tokens_total - sglang:num_requests_total) "
+                     "/ sglang:spec_verify_calls_total: each request's first token comes from prefill)"}
 
 
 def markdown(result: dict) -> str:
