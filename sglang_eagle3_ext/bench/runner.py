@@ -114,7 +114,7 @@ def run_batch_size(url: str, batch_size: int, warmup: list, measured: list, opts
     done, wall = run_requests(url, measured, batch_size, opts, progress)
     tokens = sum(r["completion_tokens"] for r in done)
     m2 = metrics.scrape_settled(url, m1, tokens)
-    window = metrics.delta(m2, m1)
+    window, warm_window = metrics.delta(m2, m1), metrics.delta(m1, m0)
     acc = metrics.acceptance(window, num_draft_tokens)
     tpot = [(r["latency_s"] - r["ttft_s"]) / (r["completion_tokens"] - 1)
             for r in done if r["ttft_s"] is not None and r["completion_tokens"] > 1]
@@ -129,8 +129,8 @@ def run_batch_size(url: str, batch_size: int, warmup: list, measured: list, opts
         "acceptance": acc,
         "server_generation_tokens": None if window is None else int(window.get("generated", 0)),
         "warmup": {"output_tokens": warm_tokens,
-                   "server_counters": None if m1 is None else
-                   {k: int(v) for k, v in metrics.delta(m1, m0).items()}},
+                   "server_counters": None if warm_window is None else
+                   {k: int(v) for k, v in warm_window.items()}},
         "requests": [{"completion_tokens": r["completion_tokens"], "prompt_tokens": r["prompt_tokens"],
                       "ttft_ms": None if r["ttft_s"] is None else r["ttft_s"] * 1e3,
                       "latency_ms": r["latency_s"] * 1e3} for r in done],
