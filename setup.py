@@ -58,6 +58,7 @@ setup(
         "sglang_eagle3_ext.patches",
         "sglang_eagle3_ext.kernels",
         "sglang_eagle3_ext.launch",
+        "sglang_eagle3_ext.bench",
     ],
     # patches/, kernels/ and launch/ sit at the repo root but install under our package:
     # a top-level `kernels` would shadow the PyPI package that SGLang imports.
@@ -67,7 +68,8 @@ setup(
         "sglang_eagle3_ext.kernels": "kernels",
         "sglang_eagle3_ext.launch": "launch",
     },
-    package_data={"sglang_eagle3_ext": ["*.txt"], "sglang_eagle3_ext.launch": ["*.json"]},
+    package_data={"sglang_eagle3_ext": ["*.txt"], "sglang_eagle3_ext.launch": ["*.json"],
+                  "sglang_eagle3_ext.bench": ["*.jsonl"]},
     cmdclass={"build_py": build_py_with_pth, "editable_wheel": editable_wheel_with_pth},
     install_requires=["prometheus-client"],
     entry_points={

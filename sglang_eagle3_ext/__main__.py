@@ -1,4 +1,4 @@
-"""Command line: `python -m sglang_eagle3_ext {doctor,demo,check}` (also the `sglang-eagle3-ext` script)."""
+"""Command line: `python -m sglang_eagle3_ext {doctor,demo,check,launch,bench}` (also the `sglang-eagle3-ext` script)."""
 
 import sys
 
@@ -6,6 +6,8 @@ COMMANDS = {
     "doctor": ("sglang_eagle3_ext.doctor", "versions, patches applied, tree-op implementation"),
     "demo": ("sglang_eagle3_ext.demo", "tiny target + EAGLE-3 drafts served by real SGLang"),
     "check": ("sglang_eagle3_ext.check_cli", "does an EAGLE-3 draft fit its target (config, d2t, layer ids, tokenizer)"),
+    "launch": ("sglang_eagle3_ext.launch.__main__", "launch_server with a published draft's preset (--list)"),
+    "bench": ("sglang_eagle3_ext.bench.__main__", "baseline vs EAGLE3 throughput and acceptance over HTTP"),
 }
 
 

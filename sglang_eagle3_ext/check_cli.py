@@ -1,4 +1,7 @@
-"""`python -m sglang_eagle3_ext check --target PATH --draft PATH [--json]`: does the draft fit?
+"""`python -m sglang_eagle3_ext check --target PATH --draft PATH [--preset ID] [--json]`: does the draft fit?
+
+With --preset, also the launch preset's assumptions (target shapes, aux layer ids, tree, TP) and
+the pairing checks under the preset's layer-id rule.
 
 Reads config, tokenizer and safetensors headers only (seconds, no GPU); exit 0 when every check
 passes or is skipped, 1 when any fails.
@@ -18,9 +21,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sglang_eagle3_ext check", description=__doc__)
     parser.add_argument("--target", required=True, help="target model folder")
     parser.add_argument("--draft", required=True, help="EAGLE-3 draft folder")
+    parser.add_argument("--preset", help="launch preset id (python -m sglang_eagle3_ext.launch --list)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    results = check_pair(args.target, args.draft)
+    if args.preset:
+        from .launch.presets import PresetError, get_preset
+        from .launch.validate import validate_preset
+
+        try:
+            results = validate_preset(get_preset(args.preset), args.target, args.draft)
+        except PresetError as e:
+            parser.error(str(e))
+    else:
+        results = check_pair(args.target, args.draft)
     failed = [r for r in results if r.status == "fail"]
     if args.json:
         print(json.dumps({"target": args.target, "draft": args.draft, "ok": not failed,
