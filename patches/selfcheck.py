@@ -12,7 +12,7 @@ Hook points, found by feature:
 from __future__ import annotations
 
 import importlib.abc
-import importlib.machinery
+import importlib.util
 import inspect
 import logging
 import sys
@@ -88,8 +88,6 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
 
 def apply() -> str:
-    import importlib.util
-
     manager = import_or_skip("sglang.srt.managers.tokenizer_manager").TokenizerManager
     if not inspect.iscoroutinefunction(getattr(manager, "get_internal_state", None)):
         raise NotApplicable("TokenizerManager.get_internal_state is not async")

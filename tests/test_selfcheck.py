@@ -53,8 +53,6 @@ def test_broken_pairing_logs_the_warning_and_serves(warned, models, wrong_d2t_dr
     line = lines[0]
     assert "d2t" in line and "aux layer ids" in line  # the likely causes
     assert f"python -m sglang_eagle3_ext check --target {models['bigram_target']} --draft {wrong_d2t_draft}" in line
-    assert "sglang:eagle3_selfcheck_passed" in warned["metrics"]
-    assert 'sglang:eagle3_selfcheck_passed{' in warned["metrics"]
     passed = [l for l in warned["metrics"].splitlines() if l.startswith("sglang:eagle3_selfcheck_passed{")]
     assert passed and passed[0].endswith(" 0.0")
 
