@@ -1,7 +1,7 @@
 """Every patch this plugin applies to SGLang, in order. One file per concern."""
 
 from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, llm_alias,
-               mla_q_proj, server_info, tree_ops)
+               mla_q_proj, selfcheck, server_info, spec_metrics, tree_ops)
 from .base import Patch
 
 ALL_PATCHES = [
@@ -19,6 +19,9 @@ ALL_PATCHES = [
           draft_dtype.apply),
     Patch("tree_ops", "EAGLE tree build/verify where sgl-kernel's ops are missing", tree_ops.apply),
     Patch("server_info", "plugin state in /get_server_info from each scheduler", server_info.apply),
+    Patch("spec_metrics", "sglang:eagle3_* acceptance/timing metrics on /metrics, live break-even guard",
+          spec_metrics.apply),
+    Patch("selfcheck", "greedy acceptance probes after warmup: warn / strict / off", selfcheck.apply),
 ]
 
 

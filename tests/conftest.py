@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports a Triton kernel
+# The startup self-check's probes cost ~1 min per server on 2 CPU cores; the tests that check it
+# turn it on themselves (tests/test_selfcheck.py, tests/test_spec_metrics.py).
+os.environ.setdefault("SGLANG_EAGLE3_EXT_SELFCHECK", "off")
 
 import pytest
 

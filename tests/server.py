@@ -20,7 +20,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, target, draft=None, log_path=None, extra=()):
+    def __init__(self, target, draft=None, log_path=None, extra=(), env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = dict(CPU_ENGINE_ARGS, **(dict(EAGLE3_ARGS, speculative_draft_model_path=draft) if draft else {}))
@@ -28,12 +28,13 @@ class Server:
                     "--host", "127.0.0.1", "--port", str(self.port), "--enable-metrics",
                     "--decode-log-interval", "1", *as_cli(args), *extra]
         self.log_path = log_path
+        self.env = {**os.environ, "TRITON_INTERPRET": "1", **(env or {})}
         self.proc = None
 
     def __enter__(self):
         log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, cwd="/",
-                                     env=dict(os.environ, TRITON_INTERPRET="1"), start_new_session=True)
+                                     env=self.env, start_new_session=True)
         deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -68,3 +68,8 @@ def test_plugin_state_comes_from_the_scheduler_process(served):
     state = served["info"]["internal_states"][0]["eagle3_ext"]
     assert state["pid"] != served["server_pid"]  # not the launcher/HTTP process
     assert state["patches"]["tree_ops"] == "applied"
+
+
+def test_selfcheck_off_switch_is_reported(served):
+    # tests/conftest.py sets SGLANG_EAGLE3_EXT_SELFCHECK=off for the servers it does not test
+    assert served["info"]["internal_states"][0]["eagle3_ext"]["selfcheck"]["status"] == "off"
