@@ -30,13 +30,16 @@ RULE_ENV = "SGLANG_EAGLE3_EXT_AUX_LAYER_RULE"
 DUMP_ENV = "SGLANG_EAGLE3_EXT_DUMP_AUX"
 DUMP_LIMIT = 16
 
-# (module, class) of each target we serve; the first one found per module is patched.
+# (module, class) of each target we serve, patched when its module is imported. GLM-5.x's
+# GlmMoeDsaForCausalLM subclasses DeepseekV2ForCausalLM (in glm4_moe.py on SGLang 0.5.23, in its
+# own module on others); naming it too shows its status even where it only inherits ours.
 TARGETS = [
     ("sglang.srt.models.qwen2", "Qwen2ForCausalLM"),
     ("sglang.srt.models.llama", "LlamaForCausalLM"),
     ("sglang.srt.models.glm4_moe", "Glm4MoeForCausalLM"),
     ("sglang.srt.models.glm4_moe_lite", "Glm4MoeLiteForCausalLM"),
-    ("sglang.srt.models.deepseek_v2", "DeepseekV2ForCausalLM"),  # GLM-5.x (GlmMoeDsa) builds on it
+    ("sglang.srt.models.deepseek_v2", "DeepseekV2ForCausalLM"),
+    ("sglang.srt.models.glm4_moe", "GlmMoeDsaForCausalLM"),
     ("sglang.srt.models.glm_moe_dsa", "GlmMoeDsaForCausalLM"),
 ]
 
@@ -154,7 +157,7 @@ def _patch_target(class_name: str, module) -> None:
     # Ours needs the model's layer loop to honour .model.layers_to_capture, which is what an
     # upstream adapter's presence tells us; classes without one are left alone (and named).
     if cls is None or not hasattr(cls, "set_eagle3_layers_to_capture"):
-        TARGET_STATUS[class_name] = "no EAGLE-3 support here"
+        TARGET_STATUS.setdefault(class_name, "no EAGLE-3 support here")
         logger.info("sglang-eagle3-ext: no EAGLE-3 capture in this SGLang for %s", class_name)
         return
     cls.set_eagle3_layers_to_capture = set_eagle3_layers_to_capture
@@ -170,7 +173,7 @@ def apply() -> str:
     watched = []
     for module_name, class_name in TARGETS:
         if not module_exists(module_name):
-            TARGET_STATUS[class_name] = "model not in this SGLang"
+            TARGET_STATUS.setdefault(class_name, "model not in this SGLang")
             continue
         patch_when_imported(module_name, functools.partial(_patch_target, class_name))
         watched.append(class_name)

@@ -15,7 +15,7 @@ import os
 
 from .tiny_models import build_qwen2_target, build_tokenizer
 
-ARCHS = ("qwen2", "llama", "glm4_moe", "glm4_moe_lite", "glm_moe_dsa")
+ARCHS = ("qwen2", "llama", "glm4_moe", "glm4_moe_lite", "glm_moe_dsa", "deepseek_v3")
 
 _COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                max_position_embeddings=1024, tie_word_embeddings=False)
@@ -70,6 +70,12 @@ def _config(arch: str, vocab: int, eos: int, rope_scaling: bool):
                                   index_n_heads=4,
                                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
                                   **_MLA, **_MOE, **base), tf.GlmMoeDsaForCausalLM
+    if arch == "deepseek_v3":
+        # GLM-5.1 without its DSA indexer: SGLang serves GlmMoeDsaForCausalLM with this very class
+        # (DeepseekV2ForCausalLM), so this is the closest form of GLM-5.1 that runs on a CPU.
+        return tf.DeepseekV3Config(q_lora_rank=32, rope_interleave=True,
+                                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                                   **_MLA, **_MOE, **base), tf.DeepseekV3ForCausalLM
     raise ValueError(f"unknown arch {arch!r}: one of {ARCHS}")
 
 
