@@ -156,7 +156,8 @@ def moe_align(topk_ids: torch.Tensor, block_m: int, num_experts: int):
     slots = flat.numel()
     dev = flat.device
     key = torch.where((flat >= 0) & (flat < num_experts), flat, num_experts)  # bucket E = dropped
-    counts = torch.bincount(key, minlength=num_experts + 1)
+    counts = torch.zeros(num_experts + 1, dtype=torch.int64, device=dev)
+    counts.scatter_add_(0, key, torch.ones_like(key))  # not bincount: it syncs to size its output
     counts[num_experts] = 0  # dropped slots get no blocks
     padded = (counts + block_m - 1) // block_m * block_m
     pad_start = torch.cumsum(padded, 0) - padded

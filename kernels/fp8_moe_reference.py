@@ -52,23 +52,23 @@ def fused_moe_reference(hidden_states, w1, w2, w1_scale, w2_scale, topk_weights,
                         quantize_activations=True) -> torch.Tensor:
     """fp32 [M, H]. block_shape None: per-channel weight scales, per-token activation scales."""
     w2_block_shape = w2_block_shape or block_shape
-    W1 = dequantize(w1, w1_scale, block_shape)
-    W2 = dequantize(w2, w2_scale, w2_block_shape)
     num_experts, inter = w1.shape[0], w2.shape[2]
     x = hidden_states.float()
-    out = torch.zeros(x.shape[0], w2.shape[1])
+    out = torch.zeros(x.shape[0], w2.shape[1], device=x.device)
     for e in range(num_experts):
         rows, slots = (topk_ids == e).nonzero(as_tuple=True)
         if rows.numel() == 0:
             continue
+        W1 = dequantize(w1[e:e + 1], w1_scale[e:e + 1], block_shape)[0]  # one expert at a time
+        W2 = dequantize(w2[e:e + 1], w2_scale[e:e + 1], w2_block_shape)[0]
         xe = x[rows]
         if quantize_activations:
             xe = fake_quantize(xe, block_shape[1] if block_shape else None)
-        gate_up = xe @ W1[e].T
+        gate_up = xe @ W1.T
         act = F.silu(gate_up[:, :inter]) * gate_up[:, inter:]
         if quantize_activations:
             act = fake_quantize(act, w2_block_shape[1] if w2_block_shape else None)
-        y = act @ W2[e].T
+        y = act @ W2.T
         out.index_add_(0, rows, y * topk_weights[rows, slots].float()[:, None])
     return out * (routed_scaling_factor or 1.0)
 
