@@ -1,6 +1,6 @@
 """Every patch this plugin applies to SGLang, in order. One file per concern."""
 
-from . import cpu_rotary, draft_checks, eagle3_capture, llm_alias, server_info, tree_ops
+from . import cpu_rotary, draft_checks, eagle3_capture, fp8_moe_shards, llm_alias, server_info, tree_ops
 from .base import Patch
 
 ALL_PATCHES = [
@@ -11,6 +11,8 @@ ALL_PATCHES = [
     Patch("eagle3_capture", "one aux-layer-id rule on every target, final layer too, logged per mode",
           eagle3_capture.apply),
     Patch("tree_ops", "EAGLE tree build/verify where sgl-kernel's ops are missing", tree_ops.apply),
+    Patch("fp8_moe_shards", "block-FP8 MoE at any TP shard; FP8 MoE forward on our Triton kernel",
+          fp8_moe_shards.apply),
     Patch("server_info", "plugin state in /get_server_info from each scheduler", server_info.apply),
 ]
 
