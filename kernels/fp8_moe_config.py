@@ -32,10 +32,25 @@ PACKAGED_DIR = Path(__file__).resolve().parent / "fp8_moe_configs"
 KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "SPLIT_K", "num_warps", "num_stages")
 
 
+def _cuda_index(device):
+    """CUDA device index for `device` (None: the current one when CUDA is there), else None."""
+    if device is None:
+        return torch.cuda.current_device() if torch.cuda.is_available() else None
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_props(index):
+    props = torch.cuda.get_device_properties(index)
+    return props.name.replace(" ", "_"), props.multi_processor_count
+
+
 def device_name(device=None) -> str:
-    if device is not None and torch.device(device).type == "cuda" or device is None and torch.cuda.is_available():
-        return torch.cuda.get_device_name(device).replace(" ", "_")
-    return "cpu"
+    index = _cuda_index(device)
+    return "cpu" if index is None else _cuda_props(index)[0]
 
 
 def config_file_name(E: int, N: int, K: int, device: str, block_shape=None, down: bool = False) -> str:
@@ -73,9 +88,8 @@ def save_configs(path, table: dict) -> None:
 
 
 def num_sms(device=None) -> int:
-    if device is not None and torch.device(device).type == "cuda" or device is None and torch.cuda.is_available():
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 4  # CPU (Triton interpreter): few programs keep it fast
+    index = _cuda_index(device)
+    return 4 if index is None else _cuda_props(index)[1]  # CPU (interpreter): few programs
 
 
 def _pow2_at_least(x: float) -> int:
