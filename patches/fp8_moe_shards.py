@@ -143,11 +143,24 @@ def _patch_loader(layer_mod) -> None:
 # ------------------------------------------------------------------ forward
 
 
+def _fp8_capable(x) -> bool:
+    """e4m3 tensor-core dots: sm89+ on NVIDIA (Triton has no e4m3fn on sm80); CPU: the interpreter."""
+    import torch
+
+    if not x.is_cuda:
+        return True
+    return torch.version.hip is None and torch.cuda.get_device_capability(x.device) >= (8, 9)
+
+
 def _ours_for(method, layer, x) -> bool:
     if getattr(layer, "eagle3_fp8_blocks", None) is not None:
         return True  # SGLang's kernels cannot run a re-gridded shard
     choice = mode()
     if choice == "off" or not getattr(method, "block_quant", False) or getattr(method, "use_mxfp8", False):
+        return False
+    import torch
+
+    if layer.w13_weight.dtype != torch.float8_e4m3fn or not _fp8_capable(x):
         return False
     return choice == "on" or x.is_cuda
 
@@ -164,6 +177,8 @@ def _unsupported(method, layer) -> str | None:
         (any(getattr(cfg, k, None) is not None for k in ("gemm1_alpha", "gemm1_clamp_limit", "swiglu_limit")),
          "no SwiGLU clamps"),
     ]
+    checks.append((not _fp8_capable(layer.w13_weight), "an sm89+ NVIDIA GPU (or CPU with TRITON_INTERPRET=1)"))
+    checks.append((str(layer.w13_weight.dtype) != "torch.float8_e4m3fn", "float8_e4m3fn weights"))
     runner = getattr(getattr(method, "runner", None), "runner_backend", None)
     if runner is not None and not runner.is_triton():
         checks.append((True, f"the triton MoE runner backend (have {runner})"))
