@@ -27,6 +27,7 @@ Triton interpreter (fp32 activations) without timings, to check that the script 
 import argparse
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import itertools
 import json

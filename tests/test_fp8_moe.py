@@ -283,3 +283,33 @@ def test_bf16_in_out_on_gpu():
     assert got.dtype == torch.bfloat16
     want = ref.fused_moe_reference(x.bfloat16().float(), w1, w2, s1, s2, weights, ids, (64, 128), (128, 64))
     assert rel_err(got.float().cpu(), want) < 0.01
+
+
+def test_matches_sglangs_own_triton_kernel():
+    """Same layouts and math as SGLang's Triton fused_moe_kernel (run here through its own
+    invoke_fused_moe_kernel, in the interpreter) on a 128-aligned shard. SGLang gets activations
+    quantized by torch (its own quant kernel hits the interpreter's fp8 rounding bug, see
+    test_fp8_rounding_equals_torch) and keeps its fp16 intermediates: agreement to fp16 level."""
+    kernels = pytest.importorskip("sglang.kernels.ops.moe.fused_moe_triton_kernels")
+    if DEVICE != "cpu":
+        pytest.skip("CPU cross-check (on a GPU the benchmark compares with SGLang's full path)")
+    E, hidden, inter, M, topk = 4, 256, 256, 6, 2
+    gen = torch.Generator().manual_seed(5)
+    w1, s1, w2, s2 = make_experts(E, hidden, inter, (128, 128), (128, 128), gen)
+    ids, weights = routing(M, E, topk, gen)
+    x = torch.randn(M, hidden, generator=gen)
+    cfg = dict(BLOCK_SIZE_M=16, BLOCK_SIZE_N=64, BLOCK_SIZE_K=128, GROUP_SIZE_M=1)
+    sorted_ids, expert_ids, num_post = moe_align(ids, 16, E)  # SGLang's sort needs CUDA
+    flags = dict(compute_type=tl.float16, use_fp8_w8a8=True, use_int8_w8a8=False, use_int8_w8a16=False,
+                 use_int4_w4a16=False, per_channel_quant=False, block_shape=[128, 128])
+    gate_up = torch.empty(M * topk, 2 * inter, dtype=torch.float16)
+    xq, xs = ref.quantize_fp8(x, 128)
+    kernels.invoke_fused_moe_kernel(xq, w1, None, gate_up, xs, s1, None, weights, ids, sorted_ids, expert_ids,
+                                    num_post, False, topk, cfg, **flags)
+    act = torch.nn.functional.silu(gate_up[:, :inter].float()) * gate_up[:, inter:].float()
+    aq, as_ = ref.quantize_fp8(act.half().float(), 128)
+    down = torch.zeros(M, topk, hidden, dtype=torch.float16)  # the dropped slot stays 0
+    kernels.invoke_fused_moe_kernel(aq, w2, None, down, as_, s2, None, weights, ids, sorted_ids, expert_ids,
+                                    num_post, True, 1, cfg, **flags)
+    ours = fused_experts_fp8(x, w1, w2, weights, ids, s1, s2, [128, 128])
+    assert rel_err(ours, down.float().sum(1)) < 1e-2
