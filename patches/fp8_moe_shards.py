@@ -11,9 +11,12 @@ all exact (kernels/fp8_regrid.py):
   * forward: Fp8MoEMethod.apply runs kernels/fp8_moe.py with blocks (g1, bk) / (bn, g2).
 The forward also takes aligned block-FP8 layers where enabled:
 
-    SGLANG_EAGLE3_EXT_FP8_MOE = auto (default: our kernel on CUDA, SGLang's elsewhere)
+    SGLANG_EAGLE3_EXT_FP8_MOE = auto (default: our kernel on CUDA sm89+ for calls of at most
+                                     SGLANG_EAGLE3_EXT_FP8_MOE_MAX_TOKENS tokens, default 256 --
+                                     decode and verify; SGLang's kernel for larger ones and elsewhere)
                               | on   (our kernel everywhere, e.g. CPU with TRITON_INTERPRET=1)
                               | off  (SGLang untouched: unaligned shards raise SGLang's ValueError)
+Unaligned (re-gridded) shards always run our kernel: SGLang's cannot.
 
 Not covered: dense / shared-expert linears (Fp8LinearMethod) at unaligned shards. GLM-4.x on a
 CUDA GPU fuses its shared expert into the FusedMoE (SGLang's shared-experts fusion, on without
@@ -34,6 +37,15 @@ logger = logging.getLogger("sglang_eagle3_ext")
 
 ENV = "SGLANG_EAGLE3_EXT_FP8_MOE"
 CHOICES = ("auto", "on", "off")
+TOKENS_ENV = "SGLANG_EAGLE3_EXT_FP8_MOE_MAX_TOKENS"
+
+
+def max_tokens() -> int:
+    value = os.environ.get(TOKENS_ENV, "256")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{TOKENS_ENV}={value!r} must be an integer (tokens per MoE call)") from None
 
 
 def mode() -> str:
@@ -162,7 +174,11 @@ def _ours_for(method, layer, x) -> bool:
 
     if layer.w13_weight.dtype != torch.float8_e4m3fn or not _fp8_capable(x):
         return False
-    return choice == "on" or x.is_cuda
+    if choice == "on":
+        return True
+    # auto: decode / verify batches on a GPU, where the kernel is built for bandwidth; larger
+    # (prefill) batches keep SGLang's tuned kernel until a benchmark says otherwise
+    return x.is_cuda and x.shape[0] <= max_tokens()
 
 
 def _unsupported(method, layer) -> str | None:
@@ -229,6 +245,6 @@ def apply() -> str:
     created = _patch_create(fp8)
     _patch_loader(layer_mod)
     _patch_forward(fp8, standard)
-    where = "on every device" if choice == "on" else "on CUDA"
+    where = "on every device" if choice == "on" else f"on CUDA sm89+ up to {max_tokens()} tokens"
     return (f"block-FP8 MoE at any TP shard (Fp8MoEMethod.{created}, FusedMoE.weight_loader); "
             f"Fp8MoEMethod.apply -> our Triton kernel {where}")
