@@ -327,6 +327,8 @@ def fused_experts_fp8(
     inter, topk = two_i // 2, topk_ids.shape[1]
     out_dtype = out_dtype or hidden_states.dtype
     dev = hidden_states.device
+    if M == 0:
+        return torch.zeros(0, hidden, dtype=out_dtype, device=dev)
 
     cfg1, cfg2 = configs or get_configs(M, E, topk, inter, hidden, w1_block, w2_block, dev)
     if configs and w1_block:  # block scales fix the K step
@@ -346,9 +348,8 @@ def fused_experts_fp8(
     split1 = int(cfg1["SPLIT_K"]) > 1
     work = torch.zeros(M * hidden + (num_slots * two_i if split1 else 0), dtype=torch.float32, device=dev)
     out = work[:M * hidden].view(M, hidden)
-    gate_up = (work[M * hidden:] if split1 else torch.empty(num_slots * two_i, device=dev)).view(num_slots, two_i)
-    if M == 0 or num_m_blocks == 0:
-        return out.to(out_dtype)
+    gate_up = (work[M * hidden:] if split1 else
+               torch.empty(num_slots * two_i, dtype=torch.float32, device=dev)).view(num_slots, two_i)
     hidden_states = hidden_states.contiguous()
     topk_weights = topk_weights.contiguous()
     common = dict(sorted_ids=sorted_ids, expert_ids=expert_ids, num_post=num_post,

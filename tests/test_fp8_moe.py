@@ -313,3 +313,12 @@ def test_matches_sglangs_own_triton_kernel():
                                     num_post, True, 1, cfg, **flags)
     ours = fused_experts_fp8(x, w1, w2, weights, ids, s1, s2, [128, 128])
     assert rel_err(ours, down.float().sum(1)) < 1e-2
+
+
+def test_empty_batch_and_every_slot_dropped():
+    kw = _inputs()
+    empty = fused_experts_fp8(torch.zeros(0, 128), kw["w1"], kw["w2"], torch.zeros(0, 2),
+                              torch.zeros(0, 2, dtype=torch.int32), kw["w1_scale"], kw["w2_scale"], [128, 128])
+    assert empty.shape == (0, 128)
+    kw["topk_ids"] = torch.full((2, 2), -1, dtype=torch.int32)
+    assert torch.all(fused_experts_fp8(block_shape=[128, 128], **kw) == 0)
