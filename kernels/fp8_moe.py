@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .fp8_moe_config import get_configs
+from .fp8_moe_config import get_configs, heuristic_config, num_sms
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
@@ -360,3 +360,33 @@ def fused_experts_fp8(
           c_row_div=topk, gated=True, mul_weight=True,
           routed_scale=float(routed_scaling_factor or 1.0), **common)
     return out if out_dtype == torch.float32 else out.to(out_dtype)
+
+
+def fp8_block_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, block_shape,
+                     bias: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None):
+    """Dense W8A8 block-FP8 linear y = x @ W^T (+ bias) with the MoE GEMM kernel as one expert:
+    any block [bn, bk] (bk a power of two >= 16), e.g. a re-gridded TP shard of a dense or
+    shared-expert linear. weight [N, K] e4m3, weight_scale [cdiv(N, bn), cdiv(K, bk)] fp32."""
+    block = _check_block("block_shape", block_shape)
+    shape = x.shape
+    x = x.reshape(-1, shape[-1]).contiguous()
+    if weight.dtype != FP8 or weight.dim() != 2 or weight.shape[1] != x.shape[1]:
+        _fail(f"weight must be a [N, {x.shape[1]}] float8_e4m3fn tensor, got {weight.dtype} {list(weight.shape)}")
+    _check_scale("weight_scale", weight_scale[None], "weight", weight[None], block)
+    M, (N, K) = x.shape[0], weight.shape
+    out_dtype = out_dtype or x.dtype
+    cfg = heuristic_config(M, 1, 1, N, K, block[1], num_sms(x.device))
+    cfg["BLOCK_SIZE_K"] = block[1]
+    block_m = cfg["BLOCK_SIZE_M"]
+    blocks = triton.cdiv(max(M, 1), block_m)
+    sorted_ids = torch.arange(blocks * block_m, dtype=torch.int32, device=x.device)  # ids >= M: padding
+    expert_ids = torch.zeros(blocks, dtype=torch.int32, device=x.device)
+    num_post = torch.full((1,), blocks * block_m, dtype=torch.int32, device=x.device)
+    out = (torch.zeros if cfg["SPLIT_K"] > 1 else torch.empty)(M, N, dtype=torch.float32, device=x.device)
+    if M:
+        _gemm(x, weight[None], weight_scale[None], out, out, block=block, cfg=cfg, a_row_div=1, c_row_div=1,
+              gated=False, mul_weight=False, routed_scale=1.0, sorted_ids=sorted_ids, expert_ids=expert_ids,
+              num_post=num_post, num_m_blocks=blocks, num_valid=M)
+    if bias is not None:
+        out += bias.float()
+    return out.to(out_dtype).reshape(*shape[:-1], N)

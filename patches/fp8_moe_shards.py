@@ -18,9 +18,10 @@ The forward also takes aligned block-FP8 layers where enabled:
                               | off  (SGLang untouched: unaligned shards raise SGLang's ValueError)
 Unaligned (re-gridded) shards always run our kernel: SGLang's cannot.
 
-Not covered: dense / shared-expert linears (Fp8LinearMethod) at unaligned shards. GLM-4.x on a
-CUDA GPU fuses its shared expert into the FusedMoE (SGLang's shared-experts fusion, on without
-expert parallelism), so it goes through this path; with fusion off they still raise.
+Dense / shared-expert linears (Fp8LinearMethod) at such shards get the same treatment: per-layer
+blocks (g_n, g_k), checkpoint scales repeated to that grid before SGLang's loaders slice them, and
+apply on kernels/fp8_moe.fp8_block_linear. (GLM-4.x on a CUDA GPU usually fuses its shared expert
+into the FusedMoE anyway: SGLang's shared-experts fusion, on without expert parallelism.)
 """
 
 from __future__ import annotations
@@ -231,6 +232,86 @@ def _patch_forward(fp8, standard) -> None:
     wrap_method(fp8.Fp8MoEMethod, "apply", make)
 
 
+# ------------------------------------------------------------------ dense / shared-expert linears
+
+
+def _patch_linear(fp8, parameter) -> None:
+    """Fp8LinearMethod at a TP shard that splits 128-blocks (GLM-4.7's shared expert 1536 / TP8 when
+    SGLang does not fuse it into the MoE): this layer's method gets a copy of the quant config with
+    blocks (g_n, g_k) that divide its partitions, so SGLang's own check, scale shapes and
+    merged-column scale offsets (which read that config) are in g units; checkpoint scales are
+    repeated to the g-grid before SGLang's loaders slice them; apply runs kernels/fp8_moe's
+    fp8_block_linear (SGLang's dense FP8 backends assume 128-blocks)."""
+    from sglang_eagle3_ext.kernels.fp8_moe import fp8_block_linear
+
+    method = fp8.Fp8LinearMethod
+    sig = inspect.signature(method.create_weights)
+    needed = {"layer", "input_size_per_partition", "output_partition_sizes", "input_size"}
+    if not needed <= set(sig.parameters):
+        raise NotApplicable(f"Fp8LinearMethod.create_weights has no {sorted(needed - set(sig.parameters))}")
+
+    def make_create(original):
+        def create_weights(self, *args, **kwargs):
+            a = sig.bind(self, *args, **kwargs).arguments
+            block = getattr(self.quant_config, "weight_block_size", None)
+            if not getattr(self, "block_quant", False) or not block or getattr(self, "use_mxfp8", False) \
+                    or mode() == "off":
+                return original(self, *args, **kwargs)
+            bn, bk = block
+            parts, k_part = a["output_partition_sizes"], a["input_size_per_partition"]
+            g_n = gcd(bn, *parts) if any(p % bn for p in parts) else bn
+            g_k = gcd(bk, k_part) if k_part % bk and k_part != a["input_size"] else bk
+            if (g_n, g_k) == (bn, bk):
+                return original(self, *args, **kwargs)
+            self.quant_config = copy.copy(self.quant_config)  # this layer's own
+            self.quant_config.weight_block_size = [g_n, g_k]
+            self.weight_block_size = [g_n, g_k]
+            result = original(self, *args, **kwargs)
+            layer = a["layer"]
+            layer.weight_scale_inv.eagle3_regrid = (bn // g_n, bk // g_k)
+            layer.eagle3_fp8_block = (g_n, g_k)
+            logger.info("sglang-eagle3-ext: FP8 linear partition %s x %d splits %s blocks: scales "
+                        "re-gridded to %s (exact)", parts, k_part, block, [g_n, g_k])
+            return result
+
+        return create_weights
+
+    def make_load(original):
+        def load(self, loaded_weight, *args, **kwargs):
+            repeat = getattr(self, "eagle3_regrid", None)
+            if repeat:  # checkpoint block scales -> the layer's g-grid, before SGLang slices them
+                loaded_weight = loaded_weight.repeat_interleave(repeat[0], 0).repeat_interleave(repeat[1], 1)
+            return original(self, loaded_weight, *args, **kwargs)
+
+        return load
+
+    def make_after_loading(original):
+        def process_weights_after_loading(self, layer, *args, **kwargs):
+            if getattr(layer, "eagle3_fp8_block", None) is not None:
+                return None  # fp8 weights + fp32 scales as loaded: what fp8_block_linear reads
+            return original(self, layer, *args, **kwargs)
+
+        return process_weights_after_loading
+
+    def make_apply(original):
+        def apply(self, layer, x, bias=None, *args, **kwargs):
+            block = getattr(layer, "eagle3_fp8_block", None)
+            if block is None:
+                return original(self, layer, x, bias, *args, **kwargs)
+            return fp8_block_linear(x, layer.weight, layer.weight_scale_inv, block, bias, out_dtype=x.dtype)
+
+        return apply
+
+    wrap_method(method, "create_weights", make_create)
+    wrap_method(method, "process_weights_after_loading", make_after_loading)
+    wrap_method(method, "apply", make_apply)
+    scale_param = parameter.BlockQuantScaleParameter
+    for name in ("load_merged_column_weight", "load_row_parallel_weight", "load_column_parallel_weight"):
+        if name not in vars(scale_param):  # our wrapper on this class, not on the shared base
+            setattr(scale_param, name, getattr(scale_param, name))
+        wrap_method(scale_param, name, make_load)
+
+
 def apply() -> str:
     choice = mode()
     if choice == "off":
@@ -245,6 +326,14 @@ def apply() -> str:
     created = _patch_create(fp8)
     _patch_loader(layer_mod)
     _patch_forward(fp8, standard)
+    linear = "dense linears: not patched"
+    parameter = import_or_skip("sglang.srt.layers.parameter")
+    if hasattr(fp8, "Fp8LinearMethod") and hasattr(parameter, "BlockQuantScaleParameter"):
+        try:
+            _patch_linear(fp8, parameter)
+            linear = "dense/shared linears too (Fp8LinearMethod)"
+        except NotApplicable as e:
+            linear = f"dense linears: not patched ({e})"
     where = "on every device" if choice == "on" else f"on CUDA sm89+ up to {max_tokens()} tokens"
-    return (f"block-FP8 MoE at any TP shard (Fp8MoEMethod.{created}, FusedMoE.weight_loader); "
+    return (f"block-FP8 MoE at any TP shard (Fp8MoEMethod.{created}, FusedMoE.weight_loader), {linear}; "
             f"Fp8MoEMethod.apply -> our Triton kernel {where}")
