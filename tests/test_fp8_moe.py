@@ -18,7 +18,12 @@ import triton.language as tl  # noqa: E402
 
 from sglang_eagle3_ext.kernels import fp8_moe_config as moe_config  # noqa: E402
 from sglang_eagle3_ext.kernels import fp8_moe_reference as ref  # noqa: E402
-from sglang_eagle3_ext.kernels.fp8_moe import _round_to_e4m3, fused_experts_fp8, moe_align  # noqa: E402
+from sglang_eagle3_ext.kernels.fp8_moe import (  # noqa: E402
+    _round_to_e4m3,
+    fp8_block_linear,
+    fused_experts_fp8,
+    moe_align,
+)
 from sglang_eagle3_ext.kernels.fp8_regrid import shard_moe_fp8  # noqa: E402
 
 DEVICE = "cpu" if os.environ["TRITON_INTERPRET"] == "1" else "cuda"
@@ -322,3 +327,18 @@ def test_empty_batch_and_every_slot_dropped():
     assert empty.shape == (0, 128)
     kw["topk_ids"] = torch.full((2, 2), -1, dtype=torch.int32)
     assert torch.all(fused_experts_fp8(block_shape=[128, 128], **kw) == 0)
+
+
+@pytest.mark.parametrize("block,n,k", [((64, 128), 384, 256), ((128, 32), 256, 96)], ids=["gate_up-g64", "down-g32"])
+def test_dense_block_linear(block, n, k):
+    """fp8_block_linear (dense / shared-expert linears of re-gridded shards): [.., K] input, bias."""
+    gen = torch.Generator().manual_seed(n + k)
+    w, s = ref.quantize_weights(torch.randn(1, n, k, generator=gen) * 0.05, block)
+    x = torch.randn(2, 3, k, generator=gen)
+    bias = torch.randn(n, generator=gen)
+    got = fp8_block_linear(*to_dev(x, w[0], s[0]), block, bias.to(DEVICE)).cpu()
+    want = ref.fake_quantize(x.reshape(6, k), block[1]) @ ref.dequantize(w, s, block)[0].T + bias
+    assert got.shape == (2, 3, n)
+    assert_same_fp8_math(got.reshape(6, n), want)
+    with pytest.raises(ValueError, match=r"weight_scale has shape"):
+        fp8_block_linear(x, w[0], s[0][:, :1], block)
