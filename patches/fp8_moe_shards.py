@@ -261,8 +261,8 @@ def _patch_linear(fp8, parameter) -> None:
             parts, k_part = a["output_partition_sizes"], a["input_size_per_partition"]
             g_n = gcd(bn, *parts) if any(p % bn for p in parts) else bn
             g_k = gcd(bk, k_part) if k_part % bk and k_part != a["input_size"] else bk
-            if (g_n, g_k) == (bn, bk):
-                return original(self, *args, **kwargs)
+            if (g_n, g_k) == (bn, bk) or hasattr(a["layer"], "total_num_kv_heads"):
+                return original(self, *args, **kwargs)  # aligned; or QKV (not handled: SGLang's error)
             self.quant_config = copy.copy(self.quant_config)  # this layer's own
             self.quant_config.weight_block_size = [g_n, g_k]
             self.weight_block_size = [g_n, g_k]
