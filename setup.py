@@ -69,7 +69,8 @@ setup(
         "sglang_eagle3_ext.launch": "launch",
     },
     package_data={"sglang_eagle3_ext": ["*.txt"], "sglang_eagle3_ext.launch": ["*.json"],
-                  "sglang_eagle3_ext.bench": ["*.jsonl"]},
+                  "sglang_eagle3_ext.bench": ["*.jsonl"],
+                  "sglang_eagle3_ext.kernels": ["fp8_moe_configs/*.json"]},
     cmdclass={"build_py": build_py_with_pth, "editable_wheel": editable_wheel_with_pth},
     install_requires=["prometheus-client"],
     entry_points={

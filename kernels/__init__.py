@@ -13,6 +13,10 @@ Drop-ins for sgl-kernel's CUDA EAGLE tree ops, with the same signatures
 One launch per op, one program per request, any topk. They run on any Triton
 GPU backend and on CPU under ``TRITON_INTERPRET=1`` (fp32/int tensors there).
 ``tree_reference`` holds plain-torch references of the same semantics.
+
+FP8 fused MoE (import the modules directly): ``fp8_moe.fused_experts_fp8`` (W8A8 e4m3, block or
+per-channel scales), ``fp8_moe_reference`` (plain torch), ``fp8_regrid`` (exact TP shards of
+128x128 block scales), ``fp8_moe_config`` (tuned-config files / heuristic).
 """
 
 if __name__ == "kernels":  # imported top-level from a checkout: not us, see _pypi_handover
