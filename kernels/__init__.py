@@ -13,6 +13,10 @@ Drop-ins for sgl-kernel's CUDA EAGLE tree ops, with the same signatures
 One launch per op, one program per request, any topk. They run on any Triton
 GPU backend and on CPU under ``TRITON_INTERPRET=1`` (fp32/int tensors there).
 ``tree_reference`` holds plain-torch references of the same semantics.
+
+``tree_attention_fwd`` is the target-verify attention (split-KV prefix, masked draft
+block, log-sum-exp merge; two launches) with the leading arguments of SGLang's Triton
+``extend_attention_fwd``; ``tree_attention_reference`` is its plain-torch twin.
 """
 
 if __name__ == "kernels":  # imported top-level from a checkout: not us, see _pypi_handover
@@ -26,6 +30,7 @@ else:
         QLEN_ONLY_BITPACKING,
         build_tree_kernel_efficient,
     )
+    from .tree_attention import tree_attention_fwd
     from .tree_sampling import tree_speculative_sampling_target_only
     from .tree_verify import verify_tree_greedy
 
@@ -34,6 +39,7 @@ else:
         "QLEN_ONLY",
         "QLEN_ONLY_BITPACKING",
         "build_tree_kernel_efficient",
+        "tree_attention_fwd",
         "tree_speculative_sampling_target_only",
         "verify_tree_greedy",
     ]

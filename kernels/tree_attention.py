@@ -189,14 +189,16 @@ def _split_head_dim(lq):
 def tree_attention_fwd(
     q_extend, k_extend, v_extend, o_extend, k_buffer, v_buffer, qo_indptr, kv_indptr,
     kv_indices, custom_mask, is_causal, mask_indptr, max_len_extend, k_scale=1.0, v_scale=1.0,
-    sm_scale=None, logit_cap=0.0, num_kv_splits=8, block_rows=64, block_n=64,
+    sm_scale=None, logit_cap=0.0, page_size=1, num_kv_splits=8, block_rows=64, block_n=64,
 ):
     """Writes o_extend [tokens, q_heads, Lv]. Arguments as ``extend_attention_fwd`` in
-    TARGET_VERIFY (see the module docstring); k/v_buffer [slots, kv_heads, dim] (4-D paged
-    buffers [pages, page_size, kv_heads, dim] are viewed as slots). ``num_kv_splits`` prefix
-    chunks per request, ``block_rows`` query rows (tokens x group heads) per program."""
-    if k_buffer.dim() == 4:
-        k_buffer, v_buffer = k_buffer.flatten(0, 1), v_buffer.flatten(0, 1)
+    TARGET_VERIFY (see the module docstring); k/v_buffer [slots, kv_heads, dim] as SGLang's
+    pools hand them out (MLA: v_buffer is the first Lv columns of k_buffer). ``page_size`` is
+    accepted for the same call shape: kv_indices are token slots at any page size.
+    ``num_kv_splits`` prefix chunks per request, ``block_rows`` query rows (tokens x group
+    heads) per program."""
+    if k_buffer.dim() != 3 or v_buffer.dim() != 3:
+        raise ValueError(f"k/v_buffer must be [slots, kv_heads, dim]; got {tuple(k_buffer.shape)}")
     tokens, heads, lq = q_extend.shape
     kv_heads, lv = k_extend.shape[1], v_extend.shape[-1]
     if heads % kv_heads or k_buffer.shape[1] != kv_heads:

@@ -6,6 +6,7 @@ paged pool (kv_indptr/kv_indices), draft K/V as k/v_extend, FULL_MASK tree masks
 EAGLE tree builder (or from random parent arrays), ragged prefixes.
 """
 
+import inspect
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -35,9 +36,9 @@ def random_parent_masks(prefix_lens, n, gen):
     return torch.cat(rows)
 
 
-def eagle_tree_masks(prefix_lens, n, gen, topk=4, steps=3):
+def eagle_tree_masks(prefix_lens, n, gen, steps=3):
     """FULL_MASK as EAGLE builds it (draft loop -> build_tree_kernel_efficient)."""
-    bs = len(prefix_lens)
+    bs, topk = len(prefix_lens), 4 if n <= 32 else 8
     parent_list, sel, _ = draft_tree(draft_steps(bs, topk, steps, 32, gen), topk, n)
     seq_lens = torch.tensor(prefix_lens)
     mask = torch.ones(int(seq_lens.sum()) * n + n * n * bs, dtype=torch.bool)
@@ -49,31 +50,40 @@ def eagle_tree_masks(prefix_lens, n, gen, topk=4, steps=3):
     return mask
 
 
-def verify_inputs(prefix_lens, n, heads, kv_heads, dim, dtype, seed, tree="random", dv=None):
-    """Target-verify inputs: a pool with the prefixes at shuffled slots, draft K/V passed
-    separately (and also in the pool after them, as the backend saves them first)."""
+def req_to_token_rows(lens, page_size, gen):
+    """Per request its token slots as SGLang's req_to_token holds them: whole pages taken
+    from a shuffled free list, slot = page * page_size + offset."""
+    pages = torch.randperm(sum(-(-x // page_size) for x in lens) + 3, generator=gen)
+    rows, used = [], 0
+    for x in lens:
+        own = pages[used:used + -(-x // page_size)]
+        used += own.numel()
+        pos = torch.arange(x)
+        rows.append(own[pos // page_size] * page_size + pos % page_size)
+    return rows, int(pages.max() + 1) * page_size
+
+
+def verify_inputs(prefix_lens, n, heads, kv_heads, dim, dtype, seed, tree="random", dv=None,
+                  page_size=1, mla=False):
+    """Target-verify inputs: prefixes at their req_to_token slots of a paged pool, draft K/V
+    passed as k/v_extend and also stored at the slots after the prefix (the backend saves
+    them before attention). mla: one latent KV head, V = the first dv columns of K."""
     gen = torch.Generator().manual_seed(seed)
     bs, dv = len(prefix_lens), dv or dim
-    slots_needed = sum(prefix_lens) + bs * n
-    pool = slots_needed + 7
-    perm = torch.randperm(pool, generator=gen)
+    rows, pool = req_to_token_rows([p + n for p in prefix_lens], page_size, gen)
     k_buffer = torch.randn(pool, kv_heads, dim, generator=gen).to(dtype)
-    v_buffer = torch.randn(pool, kv_heads, dv, generator=gen).to(dtype)
+    v_buffer = k_buffer[..., :dv] if mla else torch.randn(pool, kv_heads, dv, generator=gen).to(dtype)
     q = torch.randn(bs * n, heads, dim, generator=gen).to(dtype)
-    kv_indices, used = [], 0
-    for p in prefix_lens:
-        kv_indices.append(perm[used:used + p])
-        used += p + n
-    draft_slots = torch.cat([perm[sum(prefix_lens[:b]) + n * b + p:][:n]
-                             for b, p in enumerate(prefix_lens)])
-    k_extend, v_extend = k_buffer[draft_slots].clone(), v_buffer[draft_slots].clone()
+    draft_slots = torch.cat([r[p:] for r, p in zip(rows, prefix_lens)])
+    k_extend = k_buffer[draft_slots]
+    v_extend = k_extend[..., :dv] if mla else v_buffer[draft_slots]
     masks = {"random": random_parent_masks, "eagle": eagle_tree_masks}[tree](prefix_lens, n, gen)
     lens = torch.tensor(prefix_lens)
     return dict(
         q_extend=q, k_extend=k_extend, v_extend=v_extend, k_buffer=k_buffer, v_buffer=v_buffer,
         qo_indptr=torch.arange(0, (bs + 1) * n, n, dtype=torch.int32),
         kv_indptr=torch.cat([torch.zeros(1), lens.cumsum(0)]).to(torch.int32),
-        kv_indices=torch.cat(kv_indices).to(torch.int64),
+        kv_indices=torch.cat([r[:p] for r, p in zip(rows, prefix_lens)]).to(torch.int64),
         custom_mask=masks,
         mask_indptr=torch.cat([torch.zeros(1), (n * (lens + n)).cumsum(0)]).to(torch.int32),
     )
@@ -160,18 +170,53 @@ def sglang_extend_attention():
     pytest.skip("SGLang's Triton extend_attention_fwd not found")
 
 
+# (id, prefix lens, n, q heads, kv heads, head dim, v dim, page size, mla)
+SGLANG_CASES = [
+    ("gqa4-page1", [37, 0, 300], 8, 8, 2, 16, 16, 1, False),
+    ("gqa2-page16", [300, 37], 6, 4, 2, 16, 16, 16, False),
+    ("mla-absorbed", [37, 130], 4, 4, 1, 576, 512, 1, True),  # latent 512 + rope 64
+]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
-def test_matches_sglang_extend_attention(dtype):
+@pytest.mark.parametrize("case", SGLANG_CASES, ids=[c[0] for c in SGLANG_CASES])
+def test_matches_sglang_extend_attention(case, dtype):
     """Drop-in check: SGLang's TARGET_VERIFY call (causal + FULL_MASK, prefix columns
-    skipped) on the same inputs gives the same output."""
+    skipped) on the same inputs gives the same output, and both match the reference."""
     extend_attention_fwd = sglang_extend_attention()
-    prefix_lens, n, heads, kv_heads = [37, 0, 300], 8, 8, 2
-    inp = verify_inputs(prefix_lens, n, heads, kv_heads, 16, dtype, seed=11, tree="eagle")
+    _, prefix_lens, n, heads, kv_heads, dim, dv, page_size, mla = case
+    inp = verify_inputs(prefix_lens, n, heads, kv_heads, dim, dtype, seed=11, tree="eagle",
+                        dv=dv, page_size=page_size, mla=mla)
     d = to_dev(inp)
-    theirs = torch.full_like(d["q_extend"], float("nan"))
+    theirs = torch.full((d["q_extend"].shape[0], heads, dv), float("nan"), dtype=dtype, device=DEVICE)
+    paged = {"page_size": page_size} if "page_size" in inspect.signature(extend_attention_fwd).parameters else {}
     extend_attention_fwd(d["q_extend"], d["k_extend"], d["v_extend"], theirs, d["k_buffer"],
                          d["v_buffer"], d["qo_indptr"], d["kv_indptr"], d["kv_indices"],
-                         d["custom_mask"], True, d["mask_indptr"], n, 1.0, 1.0)
-    ours = run_ours(inp, n, num_kv_splits=4)
+                         d["custom_mask"], True, d["mask_indptr"], n, 1.0, 1.0, **paged)
+    ours = run_ours(inp, n, page_size=page_size, num_kv_splits=4)
     assert_close(ours, theirs.cpu(), dtype)
     assert_close(ours, reference(inp), dtype)
+
+
+def test_long_prefix_wide_tree():
+    """n = 64 draft tokens (EAGLE builder, topk 8) over a 2,000-token prefix, page size 16."""
+    n = 64
+    inp = verify_inputs([2000], n, 2, 1, 16, torch.float32, seed=5, tree="eagle", page_size=16)
+    got = run_ours(inp, n, num_kv_splits=8, block_rows=32, block_n=64)
+    assert_close(got, reference(inp), torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_mla_absorbed_many_heads(dtype):
+    """Absorbed MLA with 16 query heads on the one latent head: 8 x 16 rows over two row
+    blocks, V read as the first 512 columns of the 576-wide K buffer."""
+    n = 8
+    inp = verify_inputs([37, 200], n, 16, 1, 576, dtype, seed=7, tree="eagle", dv=512, mla=True)
+    got = run_ours(inp, n, num_kv_splits=4, block_rows=64)
+    assert_close(got, reference(inp), dtype)
+
+
+def test_bad_shapes_are_named():
+    inp = verify_inputs([5], 4, 6, 4, 16, torch.float32, seed=0)
+    with pytest.raises(ValueError, match="multiple of kv heads"):
+        run_ours(inp, 4)
