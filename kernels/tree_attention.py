@@ -83,7 +83,7 @@ def _prefix_kernel(
     kv_start = tl.load(kv_indptr + b)
     prefix_len = tl.load(kv_indptr + b + 1) - kv_start
 
-    split_len = tl.cdiv(prefix_len, NUM_SPLITS)
+    split_len = tl.cdiv(tl.cdiv(prefix_len, NUM_SPLITS), BLOCK_N) * BLOCK_N  # whole tiles
     lo = split * split_len
     hi = tl.minimum(lo + split_len, prefix_len)
 
@@ -189,14 +189,15 @@ def _split_head_dim(lq):
 def tree_attention_fwd(
     q_extend, k_extend, v_extend, o_extend, k_buffer, v_buffer, qo_indptr, kv_indptr,
     kv_indices, custom_mask, is_causal, mask_indptr, max_len_extend, k_scale=1.0, v_scale=1.0,
-    sm_scale=None, logit_cap=0.0, page_size=1, num_kv_splits=8, block_rows=64, block_n=64,
+    sm_scale=None, logit_cap=0.0, page_size=1, num_kv_splits=8, block_rows=None, block_n=None,
 ):
     """Writes o_extend [tokens, q_heads, Lv]. Arguments as ``extend_attention_fwd`` in
     TARGET_VERIFY (see the module docstring); k/v_buffer [slots, kv_heads, dim] as SGLang's
     pools hand them out (MLA: v_buffer is the first Lv columns of k_buffer). ``page_size`` is
     accepted for the same call shape: kv_indices are token slots at any page size.
     ``num_kv_splits`` prefix chunks per request, ``block_rows`` query rows (tokens x group
-    heads) per program."""
+    heads) per program, ``block_n`` prefix tokens per tile (defaults: 64/64, 32/32 for the
+    576-wide MLA rows; not yet tuned on a GPU)."""
     if k_buffer.dim() != 3 or v_buffer.dim() != 3:
         raise ValueError(f"k/v_buffer must be [slots, kv_heads, dim]; got {tuple(k_buffer.shape)}")
     tokens, heads, lq = q_extend.shape
@@ -211,6 +212,8 @@ def tree_attention_fwd(
         if t.stride(-1) != 1:
             raise ValueError(f"{name} needs a unit stride in its last dim")
     group = heads // kv_heads
+    block_rows = block_rows or (64 if lq <= 256 else 32)
+    block_n = block_n or (64 if lq <= 256 else 32)
     batch = qo_indptr.numel() - 1
     block_d, block_dpe = _split_head_dim(lq)
     block_dv = triton.next_power_of_2(lv)
