@@ -14,6 +14,10 @@ One launch per op, one program per request, any topk. They run on any Triton
 GPU backend and on CPU under ``TRITON_INTERPRET=1`` (fp32/int tensors there).
 ``tree_reference`` holds plain-torch references of the same semantics.
 
+``tree_attention_fwd`` is the target-verify attention (split-KV prefix, masked draft
+block, log-sum-exp merge; two launches) with the leading arguments of SGLang's Triton
+``extend_attention_fwd``; ``tree_attention_reference`` is its plain-torch twin.
+
 FP8 fused MoE (import the modules directly): ``fp8_moe.fused_experts_fp8`` (W8A8 e4m3, block or
 per-channel scales), ``fp8_moe_reference`` (plain torch), ``fp8_regrid`` (exact TP shards of
 128x128 block scales), ``fp8_moe_config`` (tuned-config files / heuristic).
@@ -30,6 +34,7 @@ else:
         QLEN_ONLY_BITPACKING,
         build_tree_kernel_efficient,
     )
+    from .tree_attention import tree_attention_fwd
     from .tree_sampling import tree_speculative_sampling_target_only
     from .tree_verify import verify_tree_greedy
 
@@ -38,6 +43,7 @@ else:
         "QLEN_ONLY",
         "QLEN_ONLY_BITPACKING",
         "build_tree_kernel_efficient",
+        "tree_attention_fwd",
         "tree_speculative_sampling_target_only",
         "verify_tree_greedy",
     ]
