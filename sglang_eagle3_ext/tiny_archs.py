@@ -73,7 +73,10 @@ def _config(arch: str, vocab: int, eos: int, rope_scaling: bool):
     if arch == "deepseek_v3":
         # GLM-5.1 without its DSA indexer: SGLang serves GlmMoeDsaForCausalLM with this very class
         # (DeepseekV2ForCausalLM), so this is the closest form of GLM-5.1 that runs on a CPU.
-        return tf.DeepseekV3Config(q_lora_rank=32, rope_interleave=True,
+        # transformers 5 dropped fields SGLang's DeepseekV2 reads (DeepSeek-V3's config.json has
+        # them): passed through as extra attributes, with V3's values.
+        return tf.DeepseekV3Config(q_lora_rank=32, rope_interleave=True, moe_layer_freq=1,
+                                   topk_method="noaux_tc", scoring_func="sigmoid",
                                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
                                    **_MLA, **_MOE, **base), tf.DeepseekV3ForCausalLM
     raise ValueError(f"unknown arch {arch!r}: one of {ARCHS}")

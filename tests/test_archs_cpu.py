@@ -23,6 +23,8 @@ ARCHS = [
     pytest.param("glm4_moe", id="glm4_moe"),
     pytest.param("glm4_moe_lite", id="glm4_moe_lite"),
     pytest.param("glm4_moe_lite_plain_q", id="glm4_moe_lite-q_lora_rank-null"),  # patch mla_q_proj
+    # GLM-5.1 minus its DSA indexer: the DeepseekV2ForCausalLM code GlmMoeDsaForCausalLM runs on
+    pytest.param("deepseek_v3", id="deepseek_v3"),
     pytest.param("glm_moe_dsa", id="glm_moe_dsa",
                  marks=pytest.mark.xfail(strict=True, reason=DSA_CPU, raises=RuntimeError)),
 ]

@@ -47,7 +47,8 @@ def hf_states(target, input_ids):
     return [out.hidden_states[i + 1][0] for i in range(n - 1)] + [pre_norm["x"][0]]
 
 
-@pytest.fixture(scope="module", params=["qwen2", "llama", "glm4_moe", "glm4_moe_lite"])
+@pytest.fixture(scope="module", params=["qwen2", "llama", "glm4_moe", "glm4_moe_lite",
+                                                "deepseek_v3"])
 def captured(request, models, tmp_path_factory):
     """One EAGLE-3 run per target architecture, dumping what the target captured."""
     from sglang_eagle3_ext.tiny_archs import build_target
