@@ -1,7 +1,8 @@
 """Every patch this plugin applies to SGLang, in order. One file per concern."""
 
 from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture,
-               fp8_moe_shards, llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics, tree_ops)
+               fp8_moe_shards, llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics,
+               tree_attention, tree_ops)
 from .base import Patch
 
 ALL_PATCHES = [
@@ -18,6 +19,8 @@ ALL_PATCHES = [
     Patch("draft_dtype", "target states cast to the draft's dtype (bf16/FP8 target, fp16/fp32 draft)",
           draft_dtype.apply),
     Patch("tree_ops", "EAGLE tree build/verify where sgl-kernel's ops are missing", tree_ops.apply),
+    Patch("tree_attention", "target-verify attention on our Triton tree kernel (opt-in)",
+          tree_attention.apply),
     Patch("fp8_moe_shards", "block-FP8 MoE at any TP shard; FP8 MoE forward on our Triton kernel",
           fp8_moe_shards.apply),
     Patch("server_info", "plugin state in /get_server_info from each scheduler", server_info.apply),

@@ -12,10 +12,12 @@ from .base import import_or_skip, wrap_method
 def plugin_state() -> dict:
     from . import ALL_PATCHES
     from .eagle3_capture import CAPTURE_LOG, TARGET_STATUS
+    from .tree_attention import CALLS
 
     return {"pid": os.getpid(),
             "patches": {p.name: p.status for p in ALL_PATCHES},
-            "aux_capture": CAPTURE_LOG, "aux_targets": TARGET_STATUS}
+            "aux_capture": CAPTURE_LOG, "aux_targets": TARGET_STATUS,
+            "tree_attention_calls": CALLS}
 
 
 def apply() -> str:
