@@ -26,7 +26,6 @@ Triton interpreter (fp32 activations) without timings, to check that the script 
 
 import argparse
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
 import itertools
@@ -34,11 +33,11 @@ import json
 import os
 import platform
 import shlex
-import statistics
 import sys
 from pathlib import Path
 
 import torch
+from gpu_timing import copy_bandwidth, fmt, time_us, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 M_LIST = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -68,14 +67,6 @@ def ours():
                  for m in ("fp8_moe", "fp8_moe_reference", "fp8_regrid", "fp8_moe_config"))
 
 
-def versions():
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for key, dist in (("triton", "triton"), ("sglang", "sglang"), ("sgl_kernel", "sgl-kernel")):
-        try:
-            out[key] = importlib.metadata.version(dist)
-        except Exception:
-            out[key] = None
-    return out
 
 
 # ------------------------------------------------------------------ SGLang's fused MoE
@@ -159,42 +150,8 @@ def touched_bytes(c):
 # ------------------------------------------------------------------ timing
 
 
-def copy_bandwidth():
-    """(read + write) bytes / s of a 1 GiB device-to-device copy, median of 20."""
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    times = []
-    for i in range(25):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        dst.copy_(src)
-        e.record()
-        e.synchronize()
-        if i >= 5:
-            times.append(s.elapsed_time(e) / 1e3)
-    del src, dst
-    return 2 * (1 << 30) / statistics.median(times)
 
 
-def time_us(call, iters, flush):
-    """Median device microseconds of one call replayed from a CUDA graph, L2 flushed before each."""
-    for _ in range(3):  # compile / autotune outside the graph
-        call()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        call()
-    samples = []
-    for i in range(iters + 5):
-        flush.zero_()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        g.replay()
-        e.record()
-        e.synchronize()
-        if i >= 5:
-            samples.append(s.elapsed_time(e) * 1e3)
-    return statistics.median(samples)
 
 
 # ------------------------------------------------------------------ cases
@@ -284,8 +241,6 @@ def tune_case(mods, c, args, flush):
 # ------------------------------------------------------------------ main
 
 
-def fmt(x, digits=1):
-    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def table(rows):
