@@ -76,7 +76,16 @@ def _forward_mode(args, kwargs):
     return getattr(mode, "name", str(mode)), batch
 
 
+def _states(aux, count: int) -> list:
+    """The captured states one by one, from a list or from a packed [tokens, count * hidden]
+    tensor (DeepSeek-style models collect into SGLang's AuxHiddenStatePacker)."""
+    if isinstance(aux, (list, tuple)):
+        return list(aux)
+    return list(aux.chunk(count, dim=-1)) if count else []
+
+
 def _record(model, mode: str, aux, batch) -> None:
+    aux = _states(aux, len(model._eagle3_entering))
     entry = {"layers_entering": list(model._eagle3_entering), "num_states": len(aux)}
     if CAPTURE_LOG.get(mode) != entry:
         CAPTURE_LOG[mode] = entry
@@ -116,10 +125,16 @@ def _install_forward_wrapper(model) -> None:
             return out
         hidden, aux = out if isinstance(out, tuple) else (out, [])
         if model._eagle3_capture_final:
-            if not isinstance(aux, list):
-                raise RuntimeError("final-layer capture needs the list form of aux states")
-            aux = type(aux)(aux) if aux else []
-            aux.append(final["state"].clone())
+            state = final["state"].clone()
+            if isinstance(aux, list):
+                aux = type(aux)(aux) if aux else []
+                aux.append(state)
+            elif isinstance(aux, tuple):
+                aux = [*aux, state]
+            else:  # packed [tokens, k * hidden] (AuxHiddenStatePacker): one more slice
+                import torch
+
+                aux = torch.cat([aux, state], dim=-1)
         mode, batch = _forward_mode(args, kwargs)
         _record(model, mode, aux, batch)
         return hidden, aux
