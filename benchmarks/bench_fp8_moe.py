@@ -26,7 +26,6 @@ Triton interpreter (fp32 activations) without timings, to check that the script 
 
 import argparse
 import importlib
-import importlib.util
 import inspect
 import itertools
 import json
@@ -37,7 +36,7 @@ import sys
 from pathlib import Path
 
 import torch
-from gpu_timing import copy_bandwidth, fmt, time_us, versions
+from bench_common import copy_bandwidth, fmt, our_kernels, time_us, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 M_LIST = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -53,16 +52,8 @@ FLUSH_BYTES = 256 << 20
 
 
 def ours():
-    """sglang_eagle3_ext.kernels (installed, or this checkout's kernels/)."""
-    name = "sglang_eagle3_ext.kernels"
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+    """Our FP8 MoE modules (installed, or this checkout's kernels/)."""
+    name = our_kernels().__name__
     return tuple(importlib.import_module(f"{name}.{m}")
                  for m in ("fp8_moe", "fp8_moe_reference", "fp8_regrid", "fp8_moe_config"))
 

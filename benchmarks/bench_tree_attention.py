@@ -19,7 +19,6 @@ rank, dim 128), GLM-4.7-Flash MLA in absorbed form (20 heads on one latent head,
 
 import argparse
 import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -28,9 +27,8 @@ import sys
 from pathlib import Path
 
 import torch
-from gpu_timing import copy_bandwidth, fmt, time_us, versions
+from bench_common import copy_bandwidth, fmt, our_kernels, time_us, versions
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {  # name: (q heads, kv heads, k dim, v dim)
     "qwen25-7b": (28, 4, 128, 128),
     "glm47-tp8": (12, 1, 128, 128),
@@ -42,16 +40,7 @@ FLUSH_BYTES = 256 << 20
 
 def kernels():
     """(ours, SGLang's extend_attention_fwd): the installed package, or this checkout's kernels/."""
-    name = "sglang_eagle3_ext.kernels"
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    ours = importlib.import_module(f"{name}.tree_attention").tree_attention_fwd
+    ours = importlib.import_module(f"{our_kernels().__name__}.tree_attention").tree_attention_fwd
     for mod in ("sglang.kernels.ops.attention.extend_attention",
                 "sglang.srt.layers.attention.triton_ops.extend_attention"):
         try:

@@ -26,8 +26,6 @@ sgl-kernel 0.4.5). If none imports, ours are reported alone.
 
 import argparse
 import importlib
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -38,10 +36,10 @@ import zlib
 from pathlib import Path
 
 import torch
+from bench_common import fmt, our_kernels, versions
 
 from sglang_eagle3_ext.kernels.tree_inputs import draft_steps, draft_tree, tree_children
 
-ROOT = Path(__file__).resolve().parents[1]
 OPS = ("build_tree_kernel_efficient", "verify_tree_greedy", "tree_speculative_sampling_target_only")
 SHORT = {"build_tree_kernel_efficient": "build", "verify_tree_greedy": "verify",
          "tree_speculative_sampling_target_only": "sample"}
@@ -55,21 +53,6 @@ QWEN_VOCAB = 152064
 # ------------------------------------------------------------- our kernels
 
 
-def our_kernels():
-    """sglang_eagle3_ext.kernels; from this checkout if the installed package
-    lacks it (a source tree on sys.path shadows an install: kernels/ maps to
-    sglang_eagle3_ext.kernels only through setup.py's package_dir)."""
-    name = "sglang_eagle3_ext.kernels"
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        pass
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def reference():
@@ -106,18 +89,6 @@ def upstream_ops():
     return found, why
 
 
-def versions():
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for key, dist, module in (("triton", "triton", "triton"), ("sglang", "sglang", "sglang"),
-                              ("sgl_kernel", "sgl-kernel", "sgl_kernel")):
-        try:
-            out[key] = importlib.metadata.version(dist)
-        except Exception:
-            try:  # sgl-kernel unpacked without dist-info (the GPU kit)
-                out[key] = getattr(importlib.import_module(module), "__version__", "unknown")
-            except Exception:
-                out[key] = None
-    return out
 
 
 # ------------------------------------------------------------ draft trees
@@ -435,8 +406,6 @@ def run_case(op, bs, topk, steps, n, args, up):
     return row
 
 
-def fmt(x, digits=1):
-    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def table(rows):

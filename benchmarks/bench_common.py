@@ -1,10 +1,34 @@
-"""What the GPU benchmarks share: device timing, copy bandwidth, versions, number formatting."""
+"""What the benchmarks share: our kernels from an install or this checkout, device timing, copy
+bandwidth, versions, number formatting."""
 
+import importlib
 import importlib.metadata
+import importlib.util
 import platform
 import statistics
+import sys
+from pathlib import Path
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def our_kernels():
+    """sglang_eagle3_ext.kernels; from this checkout if the installed package
+    lacks it (a source tree on sys.path shadows an install: kernels/ maps to
+    sglang_eagle3_ext.kernels only through setup.py's package_dir)."""
+    name = "sglang_eagle3_ext.kernels"
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pass
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def copy_bandwidth():
@@ -47,11 +71,15 @@ def time_us(call, iters, flush):
 
 def versions():
     out = {"python": platform.python_version(), "torch": torch.__version__}
-    for key, dist in (("triton", "triton"), ("sglang", "sglang"), ("sgl_kernel", "sgl-kernel")):
+    for key, dist, module in (("triton", "triton", "triton"), ("sglang", "sglang", "sglang"),
+                              ("sgl_kernel", "sgl-kernel", "sgl_kernel")):
         try:
             out[key] = importlib.metadata.version(dist)
         except Exception:
-            out[key] = None
+            try:  # sgl-kernel unpacked without dist-info (the GPU kit)
+                out[key] = getattr(importlib.import_module(module), "__version__", "unknown")
+            except Exception:
+                out[key] = None
     return out
 
 
