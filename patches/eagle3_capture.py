@@ -85,12 +85,13 @@ def _states(aux, count: int) -> list:
 
 
 def _record(model, mode: str, aux, batch) -> None:
-    aux = _states(aux, len(model._eagle3_entering))
-    entry = {"layers_entering": list(model._eagle3_entering), "num_states": len(aux)}
+    packed = not isinstance(aux, (list, tuple))
+    num_states = len(model._eagle3_entering) if packed else len(aux)
+    entry = {"layers_entering": list(model._eagle3_entering), "num_states": num_states}
     if CAPTURE_LOG.get(mode) != entry:
         CAPTURE_LOG[mode] = entry
         logger.info("sglang-eagle3-ext: %s captures aux states entering layers %s (%d states)",
-                    mode, entry["layers_entering"], len(aux))
+                    mode, entry["layers_entering"], num_states)
     dump_dir = os.environ.get(DUMP_ENV)
     if dump_dir and model._eagle3_dumped < DUMP_LIMIT:
         import torch
@@ -99,7 +100,7 @@ def _record(model, mode: str, aux, batch) -> None:
         n = model._eagle3_dumped = model._eagle3_dumped + 1
         torch.save({"mode": mode, "layers_entering": entry["layers_entering"],
                     "input_ids": getattr(batch, "input_ids", None),
-                    "aux": [a.detach().cpu() for a in aux]},
+                    "aux": [a.detach().cpu() for a in _states(aux, num_states)]},
                    os.path.join(dump_dir, f"{os.getpid()}-{n:03d}-{mode}.pt"))
 
 

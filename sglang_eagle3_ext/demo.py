@@ -7,7 +7,6 @@ this runs Triton in its interpreter: the timings are not speed figures.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 

@@ -5,39 +5,54 @@ GLM-4.7-shaped block-FP8 checkpoint through SGLang's own expert mapping and weig
 import os
 
 
-def load_and_run(checkpoint, x, topk_weights, topk_ids, E, hidden, inter_full, tp, ranks):
+def _sglang_on_cpu() -> None:
     os.environ["TRITON_INTERPRET"] = "1"
-    os.environ["SGLANG_EAGLE3_EXT_FP8_MOE"] = "on"  # our kernel on CPU too (auto: CUDA only)
-    import torch
     from sglang.srt.server_args import ServerArgs, set_global_server_args_for_scheduler
 
     set_global_server_args_for_scheduler(ServerArgs(model_path="dummy", device="cpu"))
-    from sglang.srt.layers.moe.fused_moe_triton.layer import FusedMoE
-    from sglang.srt.layers.moe.token_dispatcher.standard import StandardDispatchOutput
-    from sglang.srt.layers.moe.topk import StandardTopKOutput
+
+
+def _at_rank(tp, rank):
+    """Stamp SGLang's parallel context as TP rank `rank` of `tp`; the block-FP8 quant config."""
     from sglang.srt.layers.quantization.fp8 import Fp8Config
     from sglang.srt.runtime_context import get_parallel
 
+    get_parallel().override_permanently(
+        tp_size=tp, tp_rank=rank, attn_tp_size=tp, attn_tp_rank=rank, moe_tp_size=tp,
+        moe_tp_rank=rank, moe_ep_size=1, moe_ep_rank=0, tp_group=None)
+    return Fp8Config(is_checkpoint_fp8_serialized=True, activation_scheme="dynamic",
+                     weight_block_size=[128, 128])
+
+
+def _unpatched_then_patch(build, rank) -> dict:
+    """SGLang's own answer to building rank `rank`, then our patch applied."""
+    result = {}
+    try:
+        build(rank)
+        result["unpatched"] = "built"
+    except ValueError as e:
+        result["unpatched"] = str(e)
+    from sglang_eagle3_ext.patches import fp8_moe_shards
+
+    result["patch"] = fp8_moe_shards.apply()
+    return result
+
+
+def load_and_run(checkpoint, x, topk_weights, topk_ids, E, hidden, inter_full, tp, ranks):
+    os.environ["SGLANG_EAGLE3_EXT_FP8_MOE"] = "on"  # our kernel on CPU too (auto: CUDA only)
+    _sglang_on_cpu()
+    import torch
+    from sglang.srt.layers.moe.fused_moe_triton.layer import FusedMoE
+    from sglang.srt.layers.moe.token_dispatcher.standard import StandardDispatchOutput
+    from sglang.srt.layers.moe.topk import StandardTopKOutput
+
     def build(rank):
-        get_parallel().override_permanently(
-            tp_size=tp, tp_rank=rank, attn_tp_size=tp, attn_tp_rank=rank, moe_tp_size=tp,
-            moe_tp_rank=rank, moe_ep_size=1, moe_ep_rank=0, tp_group=None)
-        config = Fp8Config(is_checkpoint_fp8_serialized=True, activation_scheme="dynamic",
-                           weight_block_size=[128, 128])
+        config = _at_rank(tp, rank)
         return FusedMoE(num_experts=E, hidden_size=hidden, intermediate_size=inter_full, layer_id=1,
                         top_k=topk_ids.shape[1], params_dtype=torch.float32, quant_config=config,
                         prefix="model.layers.1.mlp.experts")
 
-    result = {}
-    try:
-        build(ranks[0])
-        result["unpatched"] = "built"
-    except ValueError as e:
-        result["unpatched"] = str(e)
-
-    from sglang_eagle3_ext.patches import fp8_moe_shards
-
-    result["patch"] = fp8_moe_shards.apply()
+    result = _unpatched_then_patch(build, ranks[0])
     mapping = FusedMoE.make_expert_params_mapping("gate_proj", "down_proj", "up_proj", E)
     for rank in ranks:
         layer = build(rank)
@@ -62,33 +77,15 @@ def load_shared_expert(checkpoint, x, hidden, inter, tp, ranks):
     """GLM-4.7's shared expert as SGLang builds it when not fused into the MoE (Glm4MoeMLP:
     MergedColumnParallelLinear gate_up + RowParallelLinear down, Fp8LinearMethod), per rank;
     checkpoint names `...shared_experts.{gate,up,down}_proj.weight[_scale_inv]`."""
-    os.environ["TRITON_INTERPRET"] = "1"
-    import torch
-    from sglang.srt.server_args import ServerArgs, set_global_server_args_for_scheduler
-
-    set_global_server_args_for_scheduler(ServerArgs(model_path="dummy", device="cpu"))
-    from sglang.srt.layers.quantization.fp8 import Fp8Config
+    _sglang_on_cpu()
     from sglang.srt.models.glm4_moe import Glm4MoeMLP
-    from sglang.srt.runtime_context import get_parallel
 
     def build(rank):
-        get_parallel().override_permanently(
-            tp_size=tp, tp_rank=rank, attn_tp_size=tp, attn_tp_rank=rank, moe_tp_size=tp,
-            moe_tp_rank=rank, moe_ep_size=1, moe_ep_rank=0, tp_group=None)
-        config = Fp8Config(is_checkpoint_fp8_serialized=True, activation_scheme="dynamic",
-                           weight_block_size=[128, 128])
+        config = _at_rank(tp, rank)
         return Glm4MoeMLP(hidden_size=hidden, intermediate_size=inter, hidden_act="silu", quant_config=config,
                           reduce_results=False, prefix="model.layers.1.mlp.shared_experts")
 
-    result = {}
-    try:
-        build(ranks[0])
-        result["unpatched"] = "built"
-    except ValueError as e:
-        result["unpatched"] = str(e)
-    from sglang_eagle3_ext.patches import fp8_moe_shards
-
-    result["patch"] = fp8_moe_shards.apply()
+    result = _unpatched_then_patch(build, ranks[0])
     stacked = [("gate_up_proj", "gate_proj", 0), ("gate_up_proj", "up_proj", 1)]  # as Glm4Moe's loader
     for rank in ranks:
         mlp = build(rank)
