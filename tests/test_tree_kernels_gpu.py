@@ -19,12 +19,15 @@ for dyadic probabilities whose sums are exact in any order: there it must match.
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# The benchmark imports its sibling bench_common, as it does when run as a script.
+sys.path.insert(0, str(ROOT / "benchmarks"))
 _spec = importlib.util.spec_from_file_location("bench_tree_ops", ROOT / "benchmarks" / "bench_tree_ops.py")
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
