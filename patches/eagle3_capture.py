@@ -11,6 +11,10 @@ rule like the others.
 A draft trained with the other convention (id i = state ENTERING layer i, id L = final output) is
 served with SGLANG_EAGLE3_EXT_AUX_LAYER_RULE=entering (its launch preset sets it).
 
+Where the installed SGLang has no adapter for a target class (older releases, forks), this patch
+adds one that reads the states through forward hooks (eagle3_hooks.py), same rule. Other
+Llama-style targets can be named in SGLANG_EAGLE3_EXT_EXTRA_TARGETS=module:Class,... .
+
 Every target forward records which layers it captured per forward mode (one log line per new
 mode; `/get_server_info` -> internal_states[i].eagle3_ext.aux_capture), so eager, CUDA-graph
 capture and verify can be compared. SGLANG_EAGLE3_EXT_DUMP_AUX=DIR also saves the captured states
@@ -144,40 +148,78 @@ def _install_forward_wrapper(model) -> None:
     inner._eagle3_wrapped = True
 
 
-def set_eagle3_layers_to_capture(self, layer_ids=None):
-    pp_group = getattr(self, "pp_group", None)
+def _resolve(model, layer_ids):
+    """(entering indices, rule used, ids) for this model, or None off the last pipeline rank."""
+    pp_group = getattr(model, "pp_group", None)
     if pp_group is not None and not pp_group.is_last_rank:
-        return
-    num_layers = self.config.num_hidden_layers
+        return None
+    num_layers = model.config.num_hidden_layers
     how = rule()
     if layer_ids is None:  # SpecForge's default, stated in the rule's terms
         layer_ids, how = [1, num_layers // 2 - 1, num_layers - 4], "leaving"
     entering = entering_indices(layer_ids, num_layers, how)
+    model._eagle3_entering = entering
+    model._eagle3_dumped = 0
+    logger.info("sglang-eagle3-ext: %s aux layer ids %s (rule '%s') -> states entering layers %s",
+                type(model).__name__, list(layer_ids), how, entering)
+    return entering
+
+
+def set_eagle3_layers_to_capture(self, layer_ids=None):
+    """For classes with an upstream adapter: their layer loop collects, we choose the layers."""
+    entering = _resolve(self, layer_ids)
+    if entering is None:
+        return
+    num_layers = self.config.num_hidden_layers
     self.capture_aux_hidden_states = True
-    self._eagle3_entering = entering
     self._eagle3_capture_final = entering[-1] == num_layers
-    self._eagle3_dumped = 0
     # The layer loop reads the state at layer entry; the final one comes from the norm's input.
     self.model.layers_to_capture = [i for i in entering if i < num_layers]
     _install_forward_wrapper(self)
-    logger.info("sglang-eagle3-ext: %s aux layer ids %s (rule '%s') -> states entering layers %s",
-                type(self).__name__, list(layer_ids), how, entering)
 
 
-# class name -> "patched" / "no EAGLE-3 support here", filled as each model module is imported
+def set_eagle3_layers_to_capture_by_hooks(self, layer_ids=None):
+    """For classes without one: forward hooks collect (eagle3_hooks.py)."""
+    from .eagle3_hooks import install
+
+    entering = _resolve(self, layer_ids)
+    if entering is not None:
+        install(self, entering, _record)
+
+
+# class name -> "patched" / "hooks (no upstream adapter)" / why not, filled as modules are imported
 TARGET_STATUS: dict = {}
+EXTRA_TARGETS_ENV = "SGLANG_EAGLE3_EXT_EXTRA_TARGETS"  # "module:Class,..." beyond our five
 
 
 def _patch_target(class_name: str, module) -> None:
     cls = getattr(module, class_name, None)
-    # Ours needs the model's layer loop to honour .model.layers_to_capture, which is what an
-    # upstream adapter's presence tells us; classes without one are left alone (and named).
-    if cls is None or not hasattr(cls, "set_eagle3_layers_to_capture"):
-        TARGET_STATUS.setdefault(class_name, "no EAGLE-3 support here")
-        logger.info("sglang-eagle3-ext: no EAGLE-3 capture in this SGLang for %s", class_name)
+    if cls is None:
+        TARGET_STATUS.setdefault(class_name, "not in this SGLang")
         return
-    cls.set_eagle3_layers_to_capture = set_eagle3_layers_to_capture
-    TARGET_STATUS[class_name] = "patched"
+    if hasattr(cls, "set_eagle3_layers_to_capture"):
+        cls.set_eagle3_layers_to_capture = set_eagle3_layers_to_capture
+        TARGET_STATUS[class_name] = "patched"
+    else:  # this SGLang has no adapter for it: ours reads the layer inputs through hooks
+        from .eagle3_hooks import add_worker_methods
+
+        cls.set_eagle3_layers_to_capture = set_eagle3_layers_to_capture_by_hooks
+        add_worker_methods(cls)
+        TARGET_STATUS[class_name] = "hooks (no upstream adapter)"
+        logger.info("sglang-eagle3-ext: %s has no EAGLE-3 adapter in this SGLang; added one "
+                    "(forward hooks)", class_name)
+
+
+def _targets() -> list:
+    extra = []
+    for item in os.environ.get(EXTRA_TARGETS_ENV, "").split(","):
+        if item.strip():
+            module_name, sep, class_name = item.strip().partition(":")
+            if not sep or not class_name:
+                raise ValueError(f"{EXTRA_TARGETS_ENV}: {item!r} is not 'module:Class' "
+                                 f"(e.g. sglang.srt.models.granite:GraniteForCausalLM)")
+            extra.append((module_name, class_name))
+    return TARGETS + extra
 
 
 def apply() -> str:
@@ -187,7 +229,7 @@ def apply() -> str:
 
     rule()  # a bad SGLANG_EAGLE3_EXT_AUX_LAYER_RULE fails here, once, not inside a forward
     watched = []
-    for module_name, class_name in TARGETS:
+    for module_name, class_name in _targets():
         if not module_exists(module_name):
             TARGET_STATUS.setdefault(class_name, "model not in this SGLang")
             continue

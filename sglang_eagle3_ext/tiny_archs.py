@@ -15,7 +15,7 @@ import os
 
 from .tiny_models import build_qwen2_target, build_tokenizer
 
-ARCHS = ("qwen2", "llama", "glm4_moe", "glm4_moe_lite", "glm_moe_dsa", "deepseek_v3")
+ARCHS = ("qwen2", "llama", "glm4_moe", "glm4_moe_lite", "glm_moe_dsa", "deepseek_v3", "granite")
 
 _COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                max_position_embeddings=1024, tie_word_embeddings=False)
@@ -46,6 +46,14 @@ def _config(arch: str, vocab: int, eos: int, rope_scaling: bool):
                     "original_max_position_embeddings": 64}
         return tf.LlamaConfig(num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                               rope_parameters=rope, **base), tf.LlamaForCausalLM
+    if arch == "granite":
+        # Llama-style, but SGLang has no EAGLE-3 adapter for it: the case of our hooks adapter.
+        # muP multipliers away from 1, so a scaling the hooks missed would show.
+        return tf.GraniteConfig(num_attention_heads=4, num_key_value_heads=2,
+                                embedding_multiplier=2.0, residual_multiplier=0.5,
+                                attention_multiplier=0.25, logits_scaling=1.0,
+                                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                                **base), tf.GraniteForCausalLM
     if arch == "glm4_moe":
         # GLM-4.7: GQA + partial rotary (0.5), attention bias, no qk-norm.
         return tf.Glm4MoeConfig(num_attention_heads=4, num_key_value_heads=2, head_dim=16,

@@ -1,6 +1,7 @@
 """The aux-layer-id rule, checked against transformers' hidden states through real SGLang."""
 
 import glob
+import json
 
 import pytest
 
@@ -47,10 +48,13 @@ def hf_states(target, input_ids):
     return [out.hidden_states[i + 1][0] for i in range(n - 1)] + [pre_norm["x"][0]]
 
 
+# granite: a Llama-style class SGLang has no EAGLE-3 adapter for, so the plugin's own (forward
+# hooks, patches/eagle3_hooks.py) captures: the path our five take on an SGLang that lacks theirs.
 @pytest.fixture(scope="module", params=["qwen2", "llama", "glm4_moe", "glm4_moe_lite",
-                                                "deepseek_v3"])
+                                                "deepseek_v3", "granite"])
 def captured(request, models, tmp_path_factory):
     """One EAGLE-3 run per target architecture, dumping what the target captured."""
+    from sglang_eagle3_ext.patches.eagle3_capture import EXTRA_TARGETS_ENV
     from sglang_eagle3_ext.tiny_archs import build_target
 
     root = tmp_path_factory.mktemp("capture")
@@ -61,6 +65,8 @@ def captured(request, models, tmp_path_factory):
     build_eagle3_draft(draft, target, kind="random", aux_layer_ids=[0, 1, 3])
     mp = pytest.MonkeyPatch()
     mp.setenv(DUMP_ENV, str(root / "dump"))  # inherited by SGLang's scheduler process
+    if request.param == "granite":
+        mp.setenv(EXTRA_TARGETS_ENV, "sglang.srt.models.granite:GraniteForCausalLM")
     try:
         run = run_engine(target, draft, prompts=[PROMPT], max_new_tokens=NEW_TOKENS)
     finally:
@@ -92,6 +98,9 @@ def test_same_layers_in_every_forward_mode(captured):
     assert {tuple(v["layers_entering"]) for v in log.values()} == {(1, 2, 4)}
     assert {v["num_states"] for v in log.values()} == {3}
     assert {d["mode"] for d in dumps} >= {"EXTEND", "TARGET_VERIFY"}
+    how = run["server_info"]["internal_states"][0]["eagle3_ext"]["aux_targets"]
+    arch = json.load(open(f"{target}/config.json"))["architectures"][0]
+    assert how[arch] == ("hooks (no upstream adapter)" if arch == "GraniteForCausalLM" else "patched")
 
 
 def test_verify_states_equal_transformers(captured):
