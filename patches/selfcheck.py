@@ -6,6 +6,9 @@ Hook points, found by feature:
   name up in the module when the server starts, so replacing the module attribute is enough.
   Only the HTTP server process imports http_server; we patch it when it is imported rather than
   import it (~1 s) in every scheduler and engine process.
+* `Engine.__init__` (sgl.Engine / sgl.LLM): the same probes through engine.generate once the
+  engine is up. SGLang loads plugins from inside Engine.__init__, too late to wrap the first
+  engine, so the bootstrap (import_hook, on `import sglang`) calls watch_engine() as well.
 * `TokenizerManager.get_internal_state`: adds the result to /get_server_info's internal_states.
 """
 
@@ -20,6 +23,7 @@ from .base import NotApplicable, import_or_skip, patch_when_imported, wrap_metho
 logger = logging.getLogger("sglang_eagle3_ext")
 
 HTTP_SERVER = "sglang.srt.entrypoints.http_server"
+ENGINE = "sglang.srt.entrypoints.engine"
 
 
 def _with_selfcheck(execute_warmup, http_server):
@@ -62,6 +66,37 @@ def patch_http_server(http_server) -> None:
     wrap_method(http_server, "_wait_and_warmup", make_warmup)
 
 
+def patch_engine(engine_module) -> None:
+    engine_cls = getattr(engine_module, "Engine", None)
+    if engine_cls is None or not hasattr(engine_cls, "generate"):
+        logger.info("sglang-eagle3-ext: no offline-engine self-check: %s.Engine.generate not found",
+                    ENGINE)
+        return
+
+    def make_init(original):
+        def __init__(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            from sglang_eagle3_ext.selfcheck import run_for_engine
+
+            run_for_engine(self)
+
+        return __init__
+
+    wrap_method(engine_cls, "__init__", make_init)
+
+
+def watch_engine() -> None:
+    """Wrap Engine.__init__ now or when the engine module is imported (idempotent)."""
+    from .base import disabled
+
+    if "selfcheck" in disabled():
+        return
+    if ENGINE in sys.modules:
+        patch_engine(sys.modules[ENGINE])
+    else:
+        patch_when_imported(ENGINE, patch_engine)
+
+
 def _patch_on_import(module) -> None:
     try:
         patch_http_server(module)
@@ -79,6 +114,7 @@ def apply() -> str:
     else:
         patch_when_imported(HTTP_SERVER, _patch_on_import)
         when = "when http_server is imported"
+    watch_engine()
 
     def make_state(original):
         async def get_internal_state(self, *args, **kwargs):
@@ -93,4 +129,5 @@ def apply() -> str:
         return get_internal_state
 
     wrap_method(manager, "get_internal_state", make_state)
-    return f"greedy probes after SGLang's warmup (patched {when}); result in /get_server_info"
+    return (f"greedy probes after SGLang's warmup (patched {when}) and after sgl.Engine starts; "
+            f"result in /get_server_info")

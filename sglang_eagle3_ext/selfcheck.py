@@ -17,7 +17,8 @@ agrees) the check fails. SGLANG_EAGLE3_EXT_SELFCHECK:
 The server answers /health with 503 while the probes run (as during SGLang's warmup). The
 result is in /get_server_info -> internal_states[i].eagle3_ext.selfcheck and, with
 --enable-metrics, in sglang:eagle3_selfcheck_accept_length / sglang:eagle3_selfcheck_passed.
-`--skip-server-warmup` skips the self-check too (no startup traffic at all).
+`--skip-server-warmup` skips the self-check too (no startup traffic at all). The offline engine
+runs the same probes from its constructor (run_for_engine).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _post_probes(server_args, tokens: int) -> list:
         headers["Authorization"] = f"Bearer {api_key}"
     sampling = {"temperature": 0.0, "max_new_tokens": tokens, "ignore_eos": True}
     if getattr(server_args, "skip_tokenizer_init", False):  # no tokenizer: token ids instead of text
-        body = {"input_ids": [[10 + 7 * i + j for j in range(8)] for i in range(len(PROBES))]}
+        body = {"input_ids": _probe_token_ids()}
     else:
         body = {"text": PROBES}
     res = requests.post(server_args.url() + "/generate", json=dict(body, sampling_params=sampling),
@@ -151,8 +152,11 @@ def _export(result: dict, tokenizer_manager, server_args) -> None:
     passed.labels(**labels).set(1.0 if result["status"] == "passed" else 0.0)
 
 
-def run(server_args, tokenizer_manager=None) -> Optional[dict]:
-    """Probe, judge, log, export. Returns the result; in strict mode a failure ends the process."""
+def run(server_args, tokenizer_manager=None, probe=None, abort=None) -> Optional[dict]:
+    """Probe, judge, log, export. Returns the result; in strict mode a failure calls abort(message)
+    (default: end the server process). probe(tokens) -> responses defaults to the server's /generate."""
+    probe = probe or (lambda tokens: _post_probes(server_args, tokens))
+    abort = abort or _abort_server
     algo = str(getattr(server_args, "speculative_algorithm", None) or "").upper()
     if algo not in ("EAGLE", "EAGLE3"):
         RESULT.update(status="skipped", reason="no EAGLE speculative decoding")
@@ -161,14 +165,14 @@ def run(server_args, tokenizer_manager=None) -> Optional[dict]:
         mode, min_accept, tokens = settings()
     except Eagle3ConfigError as e:  # a setting we cannot read: stop rather than guess
         logger.error("sglang-eagle3-ext: error: %s", e)
-        _exit_server(STRICT_EXIT_CODE)
+        return abort(str(e))
     if mode == "off":
         RESULT.update(status="off", reason=f"{MODE_ENV}=off")
         logger.info("sglang-eagle3-ext: self-check off (%s=off)", MODE_ENV)
         return RESULT
     num_draft_tokens = int(getattr(server_args, "speculative_num_draft_tokens", 0) or 0)
     try:
-        result = judge(measure(_post_probes(server_args, tokens), num_draft_tokens), min_accept)
+        result = judge(measure(probe(tokens), num_draft_tokens), min_accept)
     except Exception as e:
         result = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
     result["mode"] = mode
@@ -187,6 +191,42 @@ def run(server_args, tokenizer_manager=None) -> Optional[dict]:
         logger.warning(message + f" (set {MODE_ENV}=strict to fail startup instead, =off to skip the check)")
         return RESULT
     logger.error(message)
+    return abort(message)
+
+
+def run_for_engine(engine) -> Optional[dict]:
+    """The same check for the offline engine (sgl.Engine / sgl.LLM), through engine.generate. A
+    strict failure shuts the engine down and raises Eagle3ConfigError from its constructor; a
+    warning also goes out as a Python warning (Engine sets SGLang's log level to 'error')."""
+    import warnings
+
+    server_args = engine.server_args
+
+    def probe(tokens):
+        sampling = {"temperature": 0.0, "max_new_tokens": tokens, "ignore_eos": True}
+        if getattr(server_args, "skip_tokenizer_init", False):
+            out = engine.generate(input_ids=_probe_token_ids(), sampling_params=sampling)
+        else:
+            out = engine.generate(prompt=PROBES, sampling_params=sampling)
+        return out if isinstance(out, list) else [out]
+
+    def abort(message):
+        engine.shutdown()
+        raise Eagle3ConfigError(f"{message} (startup aborted: {MODE_ENV}=strict)")
+
+    result = run(server_args, getattr(engine, "tokenizer_manager", None), probe=probe, abort=abort)
+    if result.get("status") == "failed":
+        warnings.warn(failure_message(result, server_args.model_path,
+                                      server_args.speculative_draft_model_path),
+                      RuntimeWarning, stacklevel=3)
+    return result
+
+
+def _probe_token_ids() -> list:
+    return [[10 + 7 * i + j for j in range(8)] for i in range(len(PROBES))]
+
+
+def _abort_server(message: str) -> None:
     logger.error("sglang-eagle3-ext: startup aborted by the self-check (%s=strict); exiting with code %d",
                  MODE_ENV, STRICT_EXIT_CODE)
     _exit_server(STRICT_EXIT_CODE)

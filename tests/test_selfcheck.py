@@ -76,6 +76,29 @@ def test_strict_mode_fails_startup_with_a_clear_message(models, wrong_d2t_draft,
     assert "startup aborted by the self-check (SGLANG_EAGLE3_EXT_SELFCHECK=strict)" in text
 
 
+# The offline engine (sgl.LLM / sgl.Engine) runs the same check from its constructor.
+
+def test_engine_selfcheck_passes_a_good_pairing(models, monkeypatch):
+    from isolated import run_engine
+
+    monkeypatch.setenv(selfcheck.MODE_ENV, "strict")
+    monkeypatch.setenv(selfcheck.TOKENS_ENV, "8")
+    run = run_engine(models["bigram_target"], models["agreeing_draft"], prompts=["Hi"], max_new_tokens=4)
+    result = run["server_info"]["internal_states"][0]["eagle3_ext"]["selfcheck"]
+    assert result["status"] == "passed" and result["mode"] == "strict", result
+    assert result["probes"] == len(selfcheck.PROBES) and result["accept_length"] >= 1.5
+
+
+def test_engine_strict_selfcheck_raises_from_the_constructor(models, wrong_d2t_draft, monkeypatch):
+    from isolated import run_engine
+
+    monkeypatch.setenv(selfcheck.MODE_ENV, "strict")
+    monkeypatch.setenv(selfcheck.TOKENS_ENV, "8")
+    with pytest.raises(Eagle3ConfigError, match=r"SELF-CHECK FAILED.*d2t.*startup aborted: "
+                                                r"SGLANG_EAGLE3_EXT_SELFCHECK=strict"):
+        run_engine(models["bigram_target"], wrong_d2t_draft, prompts=["Hi"], max_new_tokens=4)
+
+
 # The decision logic on its own (no server).
 
 def test_measure_and_judge_use_sglangs_counts():
