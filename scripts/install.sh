@@ -14,7 +14,7 @@ quiet() {
 }
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-if ! .venv/bin/python -c "import sglang, torch, torchvision" 2>/dev/null; then
+if ! .venv/bin/python -c "import sglang, torch, torchvision, xdist" 2>/dev/null; then
   quiet .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
   quiet .venv/bin/python -m pip install -q --no-deps "sglang==${SGLANG_VERSION}"
   quiet .venv/bin/python -m pip install -q -r requirements-cpu.txt
