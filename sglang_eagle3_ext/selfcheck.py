@@ -212,7 +212,8 @@ def run_for_engine(engine) -> Optional[dict]:
 
     def abort(message):
         engine.shutdown()
-        raise Eagle3ConfigError(f"{message} (startup aborted: {MODE_ENV}=strict)")
+        raise Eagle3ConfigError(f"{message} (sgl.Engine startup aborted by the self-check; "
+                                f"{MODE_ENV}=warn serves anyway, =off skips the probes)")
 
     result = run(server_args, getattr(engine, "tokenizer_manager", None), probe=probe, abort=abort)
     if result.get("status") == "failed":

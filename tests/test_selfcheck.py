@@ -94,8 +94,8 @@ def test_engine_strict_selfcheck_raises_from_the_constructor(models, wrong_d2t_d
 
     monkeypatch.setenv(selfcheck.MODE_ENV, "strict")
     monkeypatch.setenv(selfcheck.TOKENS_ENV, "8")
-    with pytest.raises(Eagle3ConfigError, match=r"SELF-CHECK FAILED.*d2t.*startup aborted: "
-                                                r"SGLANG_EAGLE3_EXT_SELFCHECK=strict"):
+    with pytest.raises(Eagle3ConfigError, match=r"SELF-CHECK FAILED.*d2t.*startup aborted by the "
+                                                r"self-check; SGLANG_EAGLE3_EXT_SELFCHECK=warn"):
         run_engine(models["bigram_target"], wrong_d2t_draft, prompts=["Hi"], max_new_tokens=4)
 
 
@@ -130,6 +130,21 @@ def test_selfcheck_off_sends_nothing(monkeypatch):
 
     monkeypatch.setenv(selfcheck.MODE_ENV, "off")
     assert selfcheck.run(Args())["status"] == "off"  # returns before _post_probes (no url to call)
+
+
+def test_unreadable_setting_aborts_before_any_probe(monkeypatch):
+    class Args:
+        speculative_algorithm = "EAGLE3"
+
+    def probe(tokens):
+        raise AssertionError("no probe may be sent")
+
+    def abort(message):
+        raise Eagle3ConfigError(message)
+
+    monkeypatch.setenv(selfcheck.MODE_ENV, "sometimes")
+    with pytest.raises(Eagle3ConfigError, match="SGLANG_EAGLE3_EXT_SELFCHECK='sometimes'"):
+        selfcheck.run(Args(), probe=probe, abort=abort)
 
 
 def test_live_guard_break_even_once_and_rearm(caplog):
