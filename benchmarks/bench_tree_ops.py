@@ -51,8 +51,7 @@ QWEN_VOCAB = 152064
 
 
 # ------------------------------------------------------------- our kernels
-
-
+# our_kernels() (bench_common.py): the installed package, or this checkout's kernels/.
 
 
 def reference():
@@ -87,8 +86,6 @@ def upstream_ops():
             if n not in found and callable(fn):
                 found[n] = (fn, module)
     return found, why
-
-
 
 
 # ------------------------------------------------------------ draft trees
@@ -404,8 +401,6 @@ def run_case(op, bs, topk, steps, n, args, up):
     row["equal"] = row["equal"] and row["equal_ref"]
     row["mismatch"] = mismatch or None
     return row
-
-
 
 
 def table(rows):

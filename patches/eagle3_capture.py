@@ -149,7 +149,8 @@ def _install_forward_wrapper(model) -> None:
 
 
 def _resolve(model, layer_ids):
-    """(entering indices, rule used, ids) for this model, or None off the last pipeline rank."""
+    """Indices of the layers whose entering states are captured (num_layers = the final output),
+    recorded on the model; None off the last pipeline rank."""
     pp_group = getattr(model, "pp_group", None)
     if pp_group is not None and not pp_group.is_last_rank:
         return None

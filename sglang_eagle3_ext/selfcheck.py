@@ -112,12 +112,10 @@ def _post_probes(server_args, tokens: int) -> list:
     api_key = getattr(server_args, "api_key", None)
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    sampling = {"temperature": 0.0, "max_new_tokens": tokens, "ignore_eos": True}
-    if getattr(server_args, "skip_tokenizer_init", False):  # no tokenizer: token ids instead of text
-        body = {"input_ids": _probe_token_ids()}
-    else:
-        body = {"text": PROBES}
-    res = requests.post(server_args.url() + "/generate", json=dict(body, sampling_params=sampling),
+    text_or_ids, probes = _probes(server_args)
+    body = {"text" if text_or_ids == "prompt" else "input_ids": probes,
+            "sampling_params": _sampling(tokens)}
+    res = requests.post(server_args.url() + "/generate", json=body,
                         headers=headers, timeout=600, verify=_ssl_verify(server_args))
     res.raise_for_status()
     out = res.json()
@@ -203,11 +201,8 @@ def run_for_engine(engine) -> Optional[dict]:
     server_args = engine.server_args
 
     def probe(tokens):
-        sampling = {"temperature": 0.0, "max_new_tokens": tokens, "ignore_eos": True}
-        if getattr(server_args, "skip_tokenizer_init", False):
-            out = engine.generate(input_ids=_probe_token_ids(), sampling_params=sampling)
-        else:
-            out = engine.generate(prompt=PROBES, sampling_params=sampling)
+        text_or_ids, probes = _probes(server_args)
+        out = engine.generate(**{text_or_ids: probes}, sampling_params=_sampling(tokens))
         return out if isinstance(out, list) else [out]
 
     def abort(message):
@@ -223,8 +218,15 @@ def run_for_engine(engine) -> Optional[dict]:
     return result
 
 
-def _probe_token_ids() -> list:
-    return [[10 + 7 * i + j for j in range(8)] for i in range(len(PROBES))]
+def _probes(server_args) -> tuple[str, list]:
+    """("prompt", texts), or ("input_ids", token ids) when the server runs without a tokenizer."""
+    if getattr(server_args, "skip_tokenizer_init", False):
+        return "input_ids", [[10 + 7 * i + j for j in range(8)] for i in range(len(PROBES))]
+    return "prompt", PROBES
+
+
+def _sampling(tokens: int) -> dict:
+    return {"temperature": 0.0, "max_new_tokens": tokens, "ignore_eos": True}
 
 
 def _abort_server(message: str) -> None:
