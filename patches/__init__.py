@@ -3,8 +3,9 @@ its Patch(es) next to the code (see base.py for the contract)."""
 
 from sglang_eagle3_ext.errors import Eagle3ConfigError
 
-from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, fp8_moe_shards,
-               llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics, tree_attention, tree_ops)
+from . import (cpu_cache_locs, cpu_draft_embed, cpu_rotary, cpu_server_args, draft_checks, draft_dtype,
+               eagle3_capture, fp8_moe_shards, llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics,
+               tree_attention, tree_ops)
 from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
 
 ALL_PATCHES: list = [
@@ -12,6 +13,8 @@ ALL_PATCHES: list = [
     draft_checks.PATCH,
     cpu_rotary.PATCH,
     cpu_cache_locs.PATCH,
+    *cpu_server_args.PATCHES,
+    cpu_draft_embed.PATCH,
     mla_q_proj.PATCH,
     *eagle3_capture.patches(),
     draft_dtype.PATCH,
