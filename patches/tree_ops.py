@@ -157,7 +157,8 @@ def plan(p) -> str:
         raise NotApplicable("no verify_tree_greedy_func in eagle_utils or spec_tree")
     if "tree_speculative_sampling_target_only" in vars(eagle_utils):
         # Module global (None off-CUDA in >= 0.5.2x). Older SGLang imports it from sgl_kernel inside
-        # its verify function, which no rebinding reaches: sampling is then not covered (detail).
+        # its verify function (0.5.16) or only on CUDA (0.5.13's eagle_info_v2, with the renorm ops
+        # it also needs): sampling is then not covered (detail).
         p.replace(f"{EAGLE_UTILS}:tree_speculative_sampling_target_only", sample_op)
         rebound.append("eagle_utils.tree_speculative_sampling_target_only")
     if not any(r.endswith("build_tree_kernel_efficient_func") for r in rebound):
@@ -167,8 +168,8 @@ def plan(p) -> str:
         p.add(f"{EAGLE_UTILS}:sgl_build_tree_kernel_efficient", build_op)
         rebound.append("eagle_utils.sgl_build_tree_kernel_efficient")
     sampling = ("" if "eagle_utils.tree_speculative_sampling_target_only" in rebound else
-                "; tree sampling (temperature > 0) NOT covered: this SGLang imports it from sgl_kernel "
-                "inside its verify")
+                "; tree sampling (temperature > 0) NOT covered: this SGLang's EAGLE verify imports it "
+                "(and top-k/top-p renorm) from sgl_kernel, inside the function or only on CUDA")
     return f"tree ops = {choice} ({', '.join(rebound)}){sampling}"
 
 

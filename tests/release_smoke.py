@@ -2,9 +2,11 @@
 
     PYTHONPATH=.sglang-X python tests/release_smoke.py MODELS_DIR OUT.json
 
-Writes {sglang, doctor, runs: {name: {output_ids, verify_steps, accept_length, generate_s, engine_s}}}: the
-doctor's report, then a baseline engine and EAGLE-3 engines at topk 1 and topk 4 on the tiny
-random target, one at a time in this process. When a scheduler dies SGLang kills this process
+Writes {sglang, compat, doctor, runs: {name: {output_ids, verify_steps, accept_length, generate_s,
+engine_s, scheduler_patches}}}: `doctor --targets` (compat, nothing applied), the doctor's report,
+then a baseline engine and EAGLE-3 engines at topk 1 and topk 4 on the tiny random target, one at
+a time in this process; scheduler_patches are the statuses the scheduler process reports, after
+its model imports resolved the deferred patches. When a scheduler dies SGLang kills this process
 (the test then shows the log); the test compares what it wrote.
 """
 
@@ -14,7 +16,7 @@ import sys
 import time
 
 PROMPTS = ["The capital of France is", "def add(a, b):"]
-NEW_TOKENS = 12
+NEW_TOKENS = 8
 # name -> EAGLE-3 engine arguments (None: the baseline); topk 4 is a tree of 8 verified tokens
 RUNS = {"base": None,
         "eagle3_topk1": dict(speculative_eagle_topk=1, speculative_num_draft_tokens=4),
@@ -29,7 +31,8 @@ def main(models_dir: str, out_path: str) -> int:
     from sglang_eagle3_ext import doctor
     from sglang_eagle3_ext.demo import run_engine
 
-    result = {"sglang": md.version("sglang"), "doctor": doctor.report(), "runs": {}}
+    result = {"sglang": md.version("sglang"), "compat": doctor.compat(), "doctor": doctor.report(),
+              "runs": {}}
     target = os.path.join(models_dir, "qwen2-tiny")
     draft = os.path.join(models_dir, "qwen2-tiny-eagle3-random")
     for name, spec in RUNS.items():
@@ -37,6 +40,8 @@ def main(models_dir: str, out_path: str) -> int:
         r = run_engine(target, draft if spec else None, prompts=PROMPTS,
                        max_new_tokens=NEW_TOKENS, sampling={"ignore_eos": True}, **(spec or {}))
         result["runs"][name] = {k: r[k] for k in ("output_ids", "verify_steps", "accept_length")}
+        state = r["server_info"]["internal_states"][0].get("eagle3_ext", {})
+        result["runs"][name]["scheduler_patches"] = state.get("patches")
         result["runs"][name].update(generate_s=round(r["wall_s"], 1),
                                     engine_s=round(time.perf_counter() - start, 1))
         with open(out_path, "w") as f:  # after every run: a later crash keeps what was proven
