@@ -14,11 +14,10 @@ import sys
 from dataclasses import dataclass
 
 from ..cpu_defaults import as_cli
-from ..patches.eagle3_capture import RULE_ENV
+from ..aux_layers import RULE_ENV, RULES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIMULATE_ENV = "SGLANG_SIMULATE_ACC_LEN"  # SGLang's own: forces the accept length (dummy weights)
-RULES = ("leaving", "entering")
 
 
 class PresetError(ValueError):

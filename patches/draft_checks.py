@@ -8,7 +8,7 @@ from .base import NotApplicable, import_or_skip, wrap_method
 
 
 def apply() -> str:
-    from sglang_eagle3_ext.draft_check import check_speculative_args
+    from sglang_eagle3_ext.pairing_check import check_speculative_args
     from sglang_eagle3_ext.errors import install_one_line_excepthook
 
     server_args = import_or_skip("sglang.srt.server_args")

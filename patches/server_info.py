@@ -11,12 +11,13 @@ from .base import import_or_skip, wrap_method
 
 def plugin_state() -> dict:
     from . import ALL_PATCHES
-    from .eagle3_capture import CAPTURE_LOG, TARGET_STATUS
+    from .eagle3_capture import CAPTURE_LOG, TARGET_STATUS, UPSTREAM_DIFFERS
     from .tree_attention import CALLS
 
     return {"pid": os.getpid(),
             "patches": {p.name: p.status for p in ALL_PATCHES},
             "aux_capture": CAPTURE_LOG, "aux_targets": TARGET_STATUS,
+            "aux_upstream_differs": UPSTREAM_DIFFERS,
             "tree_attention_calls": CALLS}
 
 
