@@ -1,8 +1,8 @@
 """Every patch this plugin applies to SGLang, in order. One file per concern."""
 
-from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture,
-               fp8_moe_shards, llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics,
-               tree_attention, tree_ops)
+from . import (batch_result_metrics, cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype,
+               eagle3_capture, fp8_moe_shards, llm_alias, mla_q_proj, server_info, tree_attention,
+               tree_ops, warmup_selfcheck)
 from .base import Patch
 
 ALL_PATCHES = [
@@ -23,11 +23,18 @@ ALL_PATCHES = [
           tree_attention.apply),
     Patch("fp8_moe_shards", "block-FP8 MoE at any TP shard; FP8 MoE forward on our Triton kernel",
           fp8_moe_shards.apply),
-    Patch("server_info", "plugin state in /get_server_info from each scheduler", server_info.apply),
+    Patch("server_info", "plugin state in /get_server_info from each scheduler",
+          lambda: server_info.apply(statuses)),
     Patch("spec_metrics", "sglang:eagle3_* acceptance/timing metrics on /metrics, live break-even guard",
-          spec_metrics.apply),
-    Patch("selfcheck", "greedy acceptance probes after warmup: warn / strict / off", selfcheck.apply),
+          batch_result_metrics.apply),
+    Patch("selfcheck", "greedy acceptance probes after warmup: warn / strict / off",
+          warmup_selfcheck.apply),
 ]
+
+
+def statuses() -> dict:
+    """{patch name: status} in this process (server_info reports it)."""
+    return {p.name: p.status for p in ALL_PATCHES}
 
 
 def apply_all() -> dict:

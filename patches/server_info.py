@@ -9,19 +9,19 @@ import os
 from .base import import_or_skip, wrap_method
 
 
-def plugin_state() -> dict:
-    from . import ALL_PATCHES
+def plugin_state(statuses) -> dict:
+    """statuses() -> {patch name: status}; handed in by patches/__init__.py, which lists them."""
     from .eagle3_capture import CAPTURE_LOG, TARGET_STATUS, UPSTREAM_DIFFERS
     from .tree_attention import CALLS
 
     return {"pid": os.getpid(),
-            "patches": {p.name: p.status for p in ALL_PATCHES},
+            "patches": statuses(),
             "aux_capture": CAPTURE_LOG, "aux_targets": TARGET_STATUS,
             "aux_upstream_differs": UPSTREAM_DIFFERS,
             "tree_attention_calls": CALLS}
 
 
-def apply() -> str:
+def apply(statuses) -> str:
     scheduler = import_or_skip("sglang.srt.managers.scheduler")
     cls = scheduler.Scheduler
     if not hasattr(cls, "get_internal_state"):
@@ -34,7 +34,7 @@ def apply() -> str:
             out = original(self, *args, **kwargs)
             state = getattr(out, "internal_state", None)
             if isinstance(state, dict):
-                state["eagle3_ext"] = plugin_state()
+                state["eagle3_ext"] = plugin_state(statuses)
             return out
 
         return get_internal_state

@@ -25,9 +25,9 @@ def _on_sglang_imported(module) -> None:
 
     llm_alias.install_into(module)
     try:
-        from sglang_eagle3_ext.patches import selfcheck
+        from sglang_eagle3_ext.patches import warmup_selfcheck
 
-        selfcheck.watch_engine()
+        warmup_selfcheck.watch_engine()
     except Exception as e:  # NotApplicable (no engine module) or an older layout: no engine check
         import logging
 
