@@ -1,6 +1,6 @@
 """Load a plain q_proj into SGLang's Glm4MoeLite (GLM-4.7-Flash layout with q_lora_rank null).
 
-SGLang 0.5.23's Glm4MoeLiteForCausalLM.load_weights (glm4_moe_lite.py:855) keeps Glm4Moe's
+SGLang 0.5.23's sglang.srt.models.glm4_moe_lite.Glm4MoeLiteForCausalLM.load_weights keeps Glm4Moe's
 stacked mapping ("qkv_proj", "q_proj", "q"), but this MLA model has no qkv_proj: a checkpoint
 name `...self_attn.q_proj.weight` is renamed to `...qkv_proj.weight`, found in no parameter and
 skipped without a word. With q_lora_rank null (no q_a_proj/q_b_proj) the query projection then
