@@ -1,7 +1,7 @@
 #!/bin/bash
 # Every GPU check and kernel benchmark of this repo in ONE device call (device time is scarce:
-# 15 minutes a session). Run from the repo root on the GPU machine after ../shared/device's
-# install.sh has put SGLang into /tmp/site. Most important first; each step has its own time
+# 15 minutes a session). Run from the repo root on the GPU machine once SGLang is installed there
+# (docs/gpu.md). Most important first; each step has its own time
 # limit so a slow or hanging one cannot eat the rest. Writes $OUT/gpu_tests.log + .xml and
 # $OUT/bench_*.json / .log; copy the JSON into benchmarks/results/ and commit it.
 # usage: bash benchmarks/gpu_session.sh [STEP_SECONDS=120]

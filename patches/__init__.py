@@ -4,7 +4,8 @@ its Patch(es) next to the code (see base.py for the contract)."""
 from sglang_eagle3_ext.errors import Eagle3ConfigError
 
 from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, fp8_moe_shards,
-               llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics, tree_attention, tree_ops)
+               llm_alias, mla_q_proj, server_info, tree_attention, tree_ops)
+from . import batch_result_metrics, warmup_selfcheck
 from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
 
 ALL_PATCHES: list = [
@@ -19,8 +20,8 @@ ALL_PATCHES: list = [
     tree_attention.PATCH,
     *fp8_moe_shards.PATCHES,
     server_info.PATCH,
-    spec_metrics.PATCH,
-    *selfcheck.PATCHES,
+    batch_result_metrics.PATCH,
+    *warmup_selfcheck.PATCHES,
 ]
 BY_NAME = {p.name: p for p in ALL_PATCHES}
 
@@ -43,6 +44,11 @@ def check_settings() -> None:
     if typos:
         raise Eagle3ConfigError(f"unknown setting(s) {typos}: `python -m sglang_eagle3_ext doctor` lists "
                                 f"the SGLANG_EAGLE3_EXT_* variables there are")
+
+
+def statuses() -> dict:
+    """{patch name: status} in this process (server_info reports it)."""
+    return {p.name: p.status for p in ALL_PATCHES}
 
 
 def apply_all() -> dict:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 class PluginState:
     aux_capture: dict = field(default_factory=dict)  # forward mode -> layers captured
     aux_targets: dict = field(default_factory=dict)  # target class -> how it is adapted
+    aux_upstream_differs: dict = field(default_factory=dict)  # class -> where upstream reads otherwise
     tree_attention_calls: dict = field(default_factory=lambda: {"ran": 0, "fell_back": 0})
     selfcheck: dict = field(default_factory=lambda: {"status": "not run"})
     _metrics: dict = field(default_factory=dict, repr=False)
@@ -41,4 +42,5 @@ def plugin_state() -> dict:
     return {"pid": os.getpid(),
             "patches": {p.name: p.status for p in ALL_PATCHES},
             "aux_capture": STATE.aux_capture, "aux_targets": STATE.aux_targets,
+            "aux_upstream_differs": STATE.aux_upstream_differs,
             "tree_attention_calls": STATE.tree_attention_calls}
