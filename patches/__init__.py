@@ -4,7 +4,8 @@ its Patch(es) next to the code (see base.py for the contract)."""
 from sglang_eagle3_ext.errors import Eagle3ConfigError
 
 from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, fp8_moe_shards,
-               llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics, tree_attention, tree_ops)
+               llm_alias, mla_q_proj, openai_stream_logprobs, selfcheck, server_info, spec_metrics,
+               tree_attention, tree_ops)
 from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
 
 ALL_PATCHES: list = [
@@ -21,6 +22,7 @@ ALL_PATCHES: list = [
     server_info.PATCH,
     spec_metrics.PATCH,
     *selfcheck.PATCHES,
+    openai_stream_logprobs.PATCH,
 ]
 BY_NAME = {p.name: p for p in ALL_PATCHES}
 
