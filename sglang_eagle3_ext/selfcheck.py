@@ -37,6 +37,9 @@ logger = logging.getLogger("sglang_eagle3_ext")
 MODE_ENV = BY_NAME["selfcheck"].env
 MIN_ENV = BY_NAME["selfcheck_min_accept_length"].env
 TOKENS_ENV = BY_NAME["selfcheck_tokens"].env
+MODES = BY_NAME["selfcheck"].choices
+DEFAULT_MIN_ACCEPT_LENGTH = BY_NAME["selfcheck_min_accept_length"].default
+DEFAULT_TOKENS = BY_NAME["selfcheck_tokens"].default
 STRICT_EXIT_CODE = 1
 
 # Short, ordinary prompts: any draft trained for its target agrees on some of these tokens.
