@@ -5,7 +5,7 @@ from sglang_eagle3_ext.errors import Eagle3ConfigError
 
 from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, fp8_moe_shards,
                llm_alias, mla_q_proj, server_info, tree_attention, tree_ops)
-from . import batch_result_metrics, warmup_selfcheck
+from . import batch_result_metrics, openai_stream_logprobs, warmup_selfcheck
 from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
 
 ALL_PATCHES: list = [
@@ -22,6 +22,7 @@ ALL_PATCHES: list = [
     server_info.PATCH,
     batch_result_metrics.PATCH,
     *warmup_selfcheck.PATCHES,
+    openai_stream_logprobs.PATCH,
 ]
 BY_NAME = {p.name: p for p in ALL_PATCHES}
 
