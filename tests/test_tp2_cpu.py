@@ -85,10 +85,12 @@ def served(request, tmp_path_factory):
         outs = generate(s.url)
         after = scrape(s)
         info = json.loads(s.get("/get_server_info"))
-        titles = {p.pid: " ".join(p.cmdline()) for p in psutil.Process(s.proc.pid).children(recursive=True)}
-        launcher_pid, startup_s = s.proc.pid, s.startup_s
+        # SGLang titles each scheduler process by its rank (setproctitle pads the title)
+        titles = {p.pid: " ".join(p.cmdline()).strip()
+                  for p in psutil.Process(s.proc.pid).children(recursive=True)}
+    print(f"\n{kind}: TP {TP} server healthy after {s.startup_s:.0f} s")
     return dict(kind=kind, expected=expected, outs=outs, before=before, after=after, info=info,
-                titles=titles, launcher_pid=launcher_pid, log=log.read_text(), startup_s=startup_s)
+                titles=titles, log=log.read_text())
 
 
 def test_greedy_output_equals_tp1_baseline(served):
@@ -108,7 +110,7 @@ def test_plugin_applied_in_both_rank_processes(served):
     assert sorted(ranks) == [str(i) for i in range(TP)], ranks
     for tp_rank, state in ranks.items():
         assert "pid" in state, state  # a rank that did not report has only a status
-        # The record comes from that rank's own scheduler process (SGLang titles them by rank).
+        # The record comes from that rank's own scheduler process.
         assert served["titles"].get(state["pid"]) == f"sglang::scheduler_TP{tp_rank}", served["titles"]
         for name in RANK_PATCHES:
             assert state["patches"][name] == "applied", (tp_rank, name, state["patches"])
@@ -155,3 +157,21 @@ def test_selfcheck_runs_once(served):
     # SGLang's request counter before our requests: its warmup request + one set of probes.
     assert total(served["before"], "sglang:num_requests_total") == 1 + SELFCHECK_PROBES
     assert len([s for s in served["after"] if s.name == "sglang:eagle3_selfcheck_passed"]) == 1
+
+
+def test_a_rank_without_the_plugin_reads_as_no_report():
+    """rank_states reads a peer's entry from a real torch.distributed store: an entry from an earlier
+    request, or none at all, gives a status after WAIT_S instead of blocking the scheduler."""
+    import time
+
+    from torch.distributed import HashStore
+
+    from sglang_eagle3_ext import rank_states
+
+    store = HashStore()
+    key = rank_states.KEY.format(1)
+    deadline = time.monotonic() + 0.2
+    assert "no report" in rank_states._read(store, key, 1, deadline)["status"]
+    store.set(key, json.dumps({"pid": 7, "call": 1}))
+    assert "no report" in rank_states._read(store, key, 2, time.monotonic() + 0.2)["status"]  # stale
+    assert rank_states._read(store, key, 1, time.monotonic() + 0.2) == {"pid": 7, "call": 1}
