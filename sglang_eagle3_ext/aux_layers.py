@@ -20,12 +20,11 @@ then too). Capture (patches/eagle3_capture.py), the pairing check, the launch pr
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from .errors import Eagle3ConfigError
 
-RULE_ENV = "SGLANG_EAGLE3_EXT_AUX_LAYER_RULE"
+RULE_ENV = "SGLANG_EAGLE3_EXT_AUX_LAYER_RULE"  # parsed by settings.py
 LEAVING, ENTERING = "leaving", "entering"
 RULES = (LEAVING, ENTERING)
 IDS_KEY = "eagle_config.eagle_aux_hidden_state_layer_ids"  # the only place SGLang reads them
@@ -34,11 +33,9 @@ DEFAULT_SOURCE = f"the default {{1, L//2-1, L-4}} (the draft's config names no {
 
 def rule_from_env() -> str:
     """The rule this process serves with (SGLANG_EAGLE3_EXT_AUX_LAYER_RULE, default leaving)."""
-    value = os.environ.get(RULE_ENV, "").strip().lower() or LEAVING
-    if value not in RULES:
-        raise Eagle3ConfigError(f"{RULE_ENV}={value!r} is not a rule: use {LEAVING} (default: id "
-                                f"i = output of layer i) or {ENTERING} (id i = input of layer i)")
-    return value
+    from sglang_eagle3_ext.settings import settings
+
+    return settings().aux_layer_rule
 
 
 def default_ids(num_layers: int) -> list[int]:

@@ -65,7 +65,7 @@ def test_rule_from_env(monkeypatch):
     monkeypatch.setenv(aux_layers.RULE_ENV, " Entering ")
     assert aux_layers.rule_from_env() == "entering"
     monkeypatch.setenv(aux_layers.RULE_ENV, "leavnig")
-    with pytest.raises(Eagle3ConfigError, match="SGLANG_EAGLE3_EXT_AUX_LAYER_RULE='leavnig' is not a rule"):
+    with pytest.raises(Eagle3ConfigError, match="SGLANG_EAGLE3_EXT_AUX_LAYER_RULE='leavnig' is invalid: use one of leaving, entering"):
         aux_layers.rule_from_env()
 
 

@@ -228,7 +228,7 @@ def test_the_rule_comes_from_the_environment_by_default(models, draft, monkeypat
     monkeypatch.setenv("SGLANG_EAGLE3_EXT_AUX_LAYER_RULE", "entering")
     assert validate_pair(models["target"], draft)[3].status == "ok"
     monkeypatch.setenv("SGLANG_EAGLE3_EXT_AUX_LAYER_RULE", "sideways")
-    assert "is not a rule" in error_of(models, draft)
+    assert "AUX_LAYER_RULE='sideways' is invalid: use one of leaving, entering" in error_of(models, draft)
 
 
 def test_aux_ids_not_ascending(models, draft):

@@ -120,7 +120,7 @@ def test_settings_off_switch_and_bad_values(monkeypatch):
         selfcheck.settings()
     monkeypatch.setenv(selfcheck.MODE_ENV, "strict")
     monkeypatch.setenv(selfcheck.MIN_ENV, "one")
-    with pytest.raises(Eagle3ConfigError, match="not a number"):
+    with pytest.raises(Eagle3ConfigError, match="SELFCHECK_MIN_ACCEPT_LENGTH='one' is invalid: use a number"):
         selfcheck.settings()
 
 
