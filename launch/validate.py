@@ -77,7 +77,7 @@ def check_draft_ids(preset: Preset, tcfg: dict, dcfg: dict) -> list[CheckResult]
     return [CheckResult("preset_draft", "fail",
                         f"draft aux layer ids {read.ids} from {source} (rule '{read.rule}') make "
                         f"the target read the states entering layers {read.entering}, but "
-                        f"{trained}, which preset {preset.id} is for, was trained on those "
+                        f"{trained}, which preset {preset.id} is for, was trained on the states "
                         f"entering {want}: {advice}")]
 
 

@@ -2,6 +2,7 @@
 its Patch(es) next to the code (see base.py for the contract)."""
 
 from sglang_eagle3_ext.errors import Eagle3ConfigError
+from sglang_eagle3_ext.state import STATE
 
 from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, fp8_moe_shards,
                llm_alias, mla_q_proj, server_info, tree_attention, tree_ops)
@@ -25,6 +26,7 @@ ALL_PATCHES: list = [
     openai_stream_logprobs.PATCH,
 ]
 BY_NAME = {p.name: p for p in ALL_PATCHES}
+STATE.patches[:] = ALL_PATCHES  # /get_server_info lists their statuses (state.py imports no patch)
 
 
 def groups() -> set:
@@ -45,11 +47,6 @@ def check_settings() -> None:
     if typos:
         raise Eagle3ConfigError(f"unknown setting(s) {typos}: `python -m sglang_eagle3_ext doctor` lists "
                                 f"the SGLANG_EAGLE3_EXT_* variables there are")
-
-
-def statuses() -> dict:
-    """{patch name: status} in this process (server_info reports it)."""
-    return {p.name: p.status for p in ALL_PATCHES}
 
 
 def apply_all() -> dict:

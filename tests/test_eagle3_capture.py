@@ -66,23 +66,23 @@ def test_captured_states_equal_transformers_at_the_documented_layers(captured):
     import torch
     from transformers import AutoTokenizer
 
-    target, run, dumps, ids = captured
+    target, run, dumps, aux_ids = captured
     prefill = next(d for d in dumps if d["mode"] == "EXTEND")
     ids = AutoTokenizer.from_pretrained(target)(PROMPT)["input_ids"]
     assert prefill["input_ids"].tolist() == ids
     expected = hf_states(target, ids)
     assert len(prefill["aux"]) == 3
-    for got, layer in zip(prefill["aux"], ids):
+    for got, layer in zip(prefill["aux"], aux_ids):
         torch.testing.assert_close(got, expected[layer], rtol=1e-4, atol=1e-4)
 
 
 def test_same_layers_in_every_forward_mode(captured):
-    target, run, dumps, ids = captured
+    target, run, dumps, aux_ids = captured
     log = run["server_info"]["internal_states"][0]["eagle3_ext"]["aux_capture"]
     assert {"EXTEND", "TARGET_VERIFY"} <= set(log), log
-    assert {tuple(v["layers_entering"]) for v in log.values()} == {tuple(i + 1 for i in ids)}
+    assert {tuple(v["layers_entering"]) for v in log.values()} == {tuple(i + 1 for i in aux_ids)}
     assert {v["num_states"] for v in log.values()} == {3}
-    assert {v["final_norm_hooked"] for v in log.values()} == {ids[-1] == 3}  # no hook, no copy
+    assert {v["final_norm_hooked"] for v in log.values()} == {aux_ids[-1] == 3}  # no hook, no copy
     assert {d["mode"] for d in dumps} >= {"EXTEND", "TARGET_VERIFY"}
     state = run["server_info"]["internal_states"][0]["eagle3_ext"]
     arch = json.load(open(f"{target}/config.json"))["architectures"][0]
@@ -95,10 +95,10 @@ def test_one_warning_where_upstream_would_read_other_states(captured):
     """SGLang 0.5.23's own adapters: Llama / Qwen2 / Glm4Moe read entering i + 1 for id i (so the
     same layers, but never the final one); DeepSeek-style ones (Glm4MoeLite, DeepseekV2 and its
     subclasses) add 1 only when the first id is 1, so [0, 1, 3] would read entering [0, 1, 3]."""
-    target, run, dumps, ids = captured
+    target, run, dumps, aux_ids = captured
     arch = json.load(open(f"{target}/config.json"))["architectures"][0]
     differs = run["server_info"]["internal_states"][0]["eagle3_ext"]["aux_upstream_differs"]
-    if arch == "GraniteForCausalLM" or ids[-1] != 3:
+    if arch == "GraniteForCausalLM" or aux_ids[-1] != 3:
         assert arch not in differs, differs  # no upstream adapter / the same states
     elif arch in ("Glm4MoeLiteForCausalLM", "DeepseekV3ForCausalLM"):
         assert "would read the states entering [0, 1, 3]:" in differs[arch], differs
@@ -113,13 +113,13 @@ def test_verify_states_equal_transformers(captured):
     import torch
     from transformers import AutoTokenizer
 
-    target, run, dumps, ids = captured
+    target, run, dumps, aux_ids = captured
     ids = AutoTokenizer.from_pretrained(target)(PROMPT)["input_ids"]
     verify = next(d for d in dumps if d["mode"] == "TARGET_VERIFY")
     chain = verify["input_ids"].tolist()  # topk 1: a chain, so causal attention is the tree mask
     assert len(chain) == 4 and len(verify["aux"]) == 3  # speculative_num_draft_tokens, 3 aux ids
     expected = hf_states(target, ids + chain)
-    for got, layer in zip(verify["aux"], ids):
+    for got, layer in zip(verify["aux"], aux_ids):
         torch.testing.assert_close(got, expected[layer][len(ids):], rtol=1e-4, atol=1e-4)
 
 
@@ -128,7 +128,7 @@ def test_eagle3_output_equals_transformers_greedy(captured):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target, run, dumps, ids = captured
+    target, run, dumps, aux_ids = captured
     ids = AutoTokenizer.from_pretrained(target)(PROMPT)["input_ids"]
     hf = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
     with torch.no_grad():

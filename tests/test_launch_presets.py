@@ -142,7 +142,7 @@ def test_the_same_layers_named_the_other_way_are_refused_with_the_fix(folders, t
         "preset_draft: draft aux layer ids [1, 45, 88] from "
         "eagle_config.eagle_aux_hidden_state_layer_ids (rule 'entering') make the target read the "
         "states entering layers [1, 45, 88], but thoughtworks/GLM-4.7-FP8-Eagle3, which preset "
-        "glm47-fp8-low-latency is for, was trained on those entering [2, 46, 89]: they name "
+        "glm47-fp8-low-latency is for, was trained on the states entering [2, 46, 89]: they name "
         "thoughtworks/GLM-4.7-FP8-Eagle3's layers as leaving ids: set "
         "eagle_config.eagle_aux_hidden_state_layer_ids to [2, 46, 89] (entering ids), or launch "
         "sglang.launch_server directly with SGLANG_EAGLE3_EXT_AUX_LAYER_RULE=leaving"]
