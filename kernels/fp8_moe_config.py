@@ -139,8 +139,10 @@ def heuristic_config(M: int, E: int, topk: int, N: int, K: int, block_k: Optiona
     k_blocks = -(-K // block_k)
     split = _pow2_at_least(2 * sms / max(1, m_blocks * n_tiles))
     split = max(1, min(split, k_blocks // 4 if k_blocks >= 8 else 1, 16))
+    # 8 warps from BLOCK_M 32: at 4, ptxas spills the fp32 A tile of some of these (Triton 3.8,
+    # benchmarks/results/compile_sm90a.md)
     return {"BLOCK_SIZE_M": block_m, "BLOCK_SIZE_N": block_n, "BLOCK_SIZE_K": block_k,
-            "SPLIT_K": split, "num_warps": 4, "num_stages": 3 if M <= 256 else 4}
+            "SPLIT_K": split, "num_warps": 8 if block_m >= 32 else 4, "num_stages": 3 if M <= 256 else 4}
 
 
 def get_configs(M: int, E: int, topk: int, inter: int, hidden: int, w1_block, w2_block,

@@ -2,6 +2,7 @@
 # On the GPU host (no network): install the wheelhouse that build.py made, then this checkout.
 #
 #   bash scripts/offline-gpu/install.sh PART_DIR [PART_DIR ...]     e.g. .dev-whl/part1
+#   bash scripts/offline-gpu/install.sh --checkout-only               wheelhouse already there
 #
 # Parts may arrive one call at a time: each is checked (sha256) and staged in $OFFLINE_GPU_STAGE
 # (default /tmp/offline-gpu); once every part is there the archive is unpacked into
@@ -15,12 +16,16 @@ ROOT=$(cd "$HERE/../.." && pwd)
 SITE=${OFFLINE_GPU_SITE:-/tmp/site}
 STAGE=${OFFLINE_GPU_STAGE:-/tmp/offline-gpu}
 PY=${PYTHON:-python3}
-[ $# -ge 1 ] || { echo "usage: bash $0 PART_DIR [PART_DIR ...]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: bash $0 PART_DIR [PART_DIR ...] | --checkout-only" >&2; exit 2; }
 
-rc=0
-"$PY" "$HERE/parts.py" add "$STAGE" "$SITE" "$@" || rc=$?
-[ "$rc" = 3 ] && exit 0  # staged, waiting for the other parts
-[ "$rc" = 0 ] || exit "$rc"
+if [ "$1" = --checkout-only ]; then
+  [ -f "$SITE/.offline-gpu-installed" ] || { echo "no wheelhouse in $SITE: install its parts first" >&2; exit 1; }
+else
+  rc=0
+  "$PY" "$HERE/parts.py" add "$STAGE" "$SITE" "$@" || rc=$?
+  [ "$rc" = 3 ] && exit 0  # staged, waiting for the other parts
+  [ "$rc" = 0 ] || exit "$rc"
+fi
 
 cp "$HERE/sitecustomize.py" "$SITE/"
 log=$(mktemp)
