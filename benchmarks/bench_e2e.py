@@ -89,7 +89,7 @@ def server_args(models: dict, speculative: bool, spec: dict, dry_run: bool) -> l
     if dry_run:
         from sglang_eagle3_ext.cpu_defaults import CPU_ENGINE_ARGS, as_cli
 
-        args = as_cli(CPU_ENGINE_ARGS)
+        args = as_cli(CPU_ENGINE_ARGS) + ["--skip-server-warmup"]  # measure() warms up itself
     else:
         args = list(GPU_ARGS)
     args = ["--model-path", models["target"], *args]
@@ -237,7 +237,7 @@ def run_server(name, args, env, opts, log_dir) -> dict:
     try:
         with Server(args, os.path.join(log_dir, f"server_{name}.log"), env, opts.boot_timeout) as srv:
             row["boot_s"] = srv.boot_s
-            row["runs"] = [measure(srv.url, b, opts.rounds, opts.max_new, opts.prompt_len, opts.vocab)
+            row["runs"] = [measure(srv.url, b, opts.rounds, opts.max_new, opts.prompt_len, opts.vocab, seed=b)
                            for b in opts.batch]
             info = get_json(srv.url + "/get_server_info", 60)
             row["aux_capture"] = aux_capture(info)

@@ -82,14 +82,15 @@ if [ $DRY = 0 ]; then
 fi
 "$PY" benchmarks/gpu_session.py probe --out "$WORK/env.json" > "$WORK/probe.log" 2>&1 || true
 # which patches apply on the host's SGLang (and which tree ops run): cheap and telling
-step doctor 40 "$PY" -m sglang_eagle3_ext doctor
+step doctor $( [ $DRY = 1 ] && echo 150 || echo 40 ) "$PY" -m sglang_eagle3_ext doctor
 
 # 1. correctness on compiled Triton
 TESTS="tests/test_tree_kernels_gpu.py tests/test_tree_kernels.py tests/test_fp8_moe.py tests/test_tree_attention.py"
 if [ $DRY = 1 ]; then
   step gpu_tests 120 "$PY" -m pytest -q -p no:cacheprovider --collect-only $TESTS
 else
-  step gpu_tests 110 "$PY" -m pytest -q -p no:cacheprovider -n 8 --dist load \
+  # -v: one line per test, so a run cut short by the limit still counts (the XML comes at the end)
+  step gpu_tests 110 "$PY" -m pytest -v -p no:cacheprovider -n 8 --dist load --timeout 60 \
     --junitxml="$WORK/gpu_tests.xml" $TESTS
 fi
 

@@ -59,8 +59,8 @@ def write_archive(site, archive, preset=9 | lzma.PRESET_EXTREME):
 
 def split(archive, out_dir, part_bytes, meta=None):
     """archive -> out_dir/part1..N/<archive name>.NN + manifest.json in each. Returns the manifest."""
-    if part_bytes < CHUNK:
-        raise ValueError(f"part size {part_bytes} is below {CHUNK} bytes")
+    if part_bytes < 4096:
+        raise ValueError(f"part size {part_bytes} is below 4096 bytes")
     size = os.path.getsize(archive)
     count = max(1, -(-size // part_bytes))
     name = os.path.basename(archive)
@@ -74,6 +74,8 @@ def split(archive, out_dir, part_bytes, meta=None):
             with open(piece, "wb") as dst:
                 while left:
                     block = src.read(min(CHUNK, left))
+                    if not block:
+                        raise IOError(f"{archive} ended early")
                     dst.write(block)
                     h.update(block)
                     left -= len(block)
