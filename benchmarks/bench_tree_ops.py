@@ -103,7 +103,7 @@ def tree_links(parent_list, sel, topk, n):
     for b in range(bs):
         parents = parent_list[b].tolist() if parent_list.numel() else []
         last_child = {}
-        for i, p in enumerate(ref._parents(parents, sel[b].tolist(), topk, n)):
+        for i, p in enumerate(ref.tree_parents(parents, sel[b].tolist(), topk, n)):
             if i == 0 or p is None:
                 continue
             if p in last_child:

@@ -1,4 +1,4 @@
-"""SGLang arguments that run on a machine without a GPU (see shared notes: cpu-sglang.md).
+"""SGLang arguments that run on a machine without a GPU (docs/cpu.md says what and why).
 
 The Triton interpreter must be on before any Triton kernel module is imported, so callers set
 TRITON_INTERPRET=1 at the top of their script (ensure_cpu_env does it for ours).

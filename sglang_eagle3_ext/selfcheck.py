@@ -5,9 +5,8 @@ convention, a wrong d2t vocab map, a draft for another target, a dtype mix-up), 
 accept length sits near 1.0 and throughput falls below serving without a draft. Once SGLang's
 own warmup request has passed, we send a few greedy probe requests through the server's
 `/generate` (the normal request path) and read SGLang's own per-request counts back
-(meta_info spec_verify_ct, spec_num_correct_drafts):
-
-    accept length = 1 + accepted draft tokens / verify steps
+(meta_info spec_verify_ct, spec_num_correct_drafts) and compute the accept length as /metrics
+does (sglang_eagle3_ext.acceptance: 1 + accepted draft tokens / verify steps).
 
 Below SGLANG_EAGLE3_EXT_SELFCHECK_MIN_ACCEPT_LENGTH (default 1.1: the draft almost never
 agrees) the check fails. SGLANG_EAGLE3_EXT_SELFCHECK:
@@ -27,16 +26,20 @@ import logging
 import os
 from typing import Optional
 
+from .acceptance import from_requests
 from .errors import Eagle3ConfigError
+from .settings import BY_NAME
+from .settings import settings as all_settings
+from .state import STATE
 
 logger = logging.getLogger("sglang_eagle3_ext")
 
-MODE_ENV = "SGLANG_EAGLE3_EXT_SELFCHECK"
-MIN_ENV = "SGLANG_EAGLE3_EXT_SELFCHECK_MIN_ACCEPT_LENGTH"
-TOKENS_ENV = "SGLANG_EAGLE3_EXT_SELFCHECK_TOKENS"
-MODES = ("warn", "strict", "off")
-DEFAULT_MIN_ACCEPT_LENGTH = 1.1
-DEFAULT_TOKENS = 32
+MODE_ENV = BY_NAME["selfcheck"].env
+MIN_ENV = BY_NAME["selfcheck_min_accept_length"].env
+TOKENS_ENV = BY_NAME["selfcheck_tokens"].env
+MODES = BY_NAME["selfcheck"].choices
+DEFAULT_MIN_ACCEPT_LENGTH = BY_NAME["selfcheck_min_accept_length"].default
+DEFAULT_TOKENS = BY_NAME["selfcheck_tokens"].default
 STRICT_EXIT_CODE = 1
 
 # Short, ordinary prompts: any draft trained for its target agrees on some of these tokens.
@@ -48,35 +51,19 @@ PROBES = [
 ]
 
 # The outcome in this (HTTP server) process, shown by /get_server_info.
-RESULT: dict = {"status": "not run"}
+RESULT: dict = STATE.selfcheck
 
 
 def settings() -> tuple[str, float, int]:
-    """(mode, min accept length, max new tokens per probe) from the environment; bad values raise."""
-    mode = os.environ.get(MODE_ENV, "warn").strip().lower() or "warn"
-    aliases = {"on": "warn", "1": "warn", "0": "off", "false": "off", "no": "off"}
-    mode = aliases.get(mode, mode)
-    if mode not in MODES:
-        raise Eagle3ConfigError(f"{MODE_ENV}={mode!r}: use one of {', '.join(MODES)}")
-    try:
-        min_accept = float(os.environ.get(MIN_ENV, "") or DEFAULT_MIN_ACCEPT_LENGTH)
-        tokens = int(os.environ.get(TOKENS_ENV, "") or DEFAULT_TOKENS)
-    except ValueError as e:
-        raise Eagle3ConfigError(f"{MIN_ENV} / {TOKENS_ENV}: not a number ({e})") from None
-    if tokens < 2:
-        raise Eagle3ConfigError(f"{TOKENS_ENV}={tokens}: need at least 2 tokens for a verify step")
-    return mode, min_accept, tokens
+    """(mode, min accept length, max new tokens per probe); bad values raise Eagle3ConfigError."""
+    s = all_settings()
+    return s.selfcheck, s.selfcheck_min_accept_length, s.selfcheck_tokens
 
 
 def measure(responses: list, num_draft_tokens: int) -> dict:
-    """Acceptance from the probes' meta_info, as SGLang counted it."""
-    steps = sum(r["meta_info"].get("spec_verify_ct", 0) for r in responses)
-    accepted = sum(r["meta_info"].get("spec_num_correct_drafts", 0) for r in responses)
-    out = {"probes": len(responses), "verify_steps": steps, "accepted_tokens": accepted,
-           "draft_tokens": steps * (num_draft_tokens - 1), "num_draft_tokens": num_draft_tokens}
-    if steps:
-        out["accept_length"] = 1 + accepted / steps
-        out["accept_rate"] = out["accept_length"] / num_draft_tokens
+    """Acceptance from the probes' meta_info, as SGLang counted it (sglang_eagle3_ext.acceptance)."""
+    out = from_requests((r["meta_info"] for r in responses), num_draft_tokens)
+    out["probes"] = out.pop("requests")
     return out
 
 
@@ -133,19 +120,19 @@ def _ssl_verify(server_args):
 
 
 def _export(result: dict, tokenizer_manager, server_args) -> None:
-    if not getattr(server_args, "enable_metrics", False) or "accept_length" not in result:
+    if not getattr(server_args, "enable_metrics", False) or result.get("accept_length") is None:
         return
     from prometheus_client import Gauge
 
     labels = dict(getattr(getattr(tokenizer_manager, "metrics_collector", None), "labels", None)
                   or {"model_name": getattr(server_args, "served_model_name", None) or ""})
     names = list(labels)
-    length = Gauge("sglang:eagle3_selfcheck_accept_length",
-                   "Accept length measured by the startup self-check's greedy probes.",
-                   names, multiprocess_mode="mostrecent")
-    passed = Gauge("sglang:eagle3_selfcheck_passed",
-                   "1 when the startup self-check passed, 0 when it failed.",
-                   names, multiprocess_mode="mostrecent")
+    length = STATE.metric(Gauge, "sglang:eagle3_selfcheck_accept_length",
+                          "Accept length measured by the startup self-check's greedy probes.",
+                          names, multiprocess_mode="mostrecent")
+    passed = STATE.metric(Gauge, "sglang:eagle3_selfcheck_passed",
+                          "1 when the startup self-check passed, 0 when it failed.",
+                          names, multiprocess_mode="mostrecent")
     length.labels(**labels).set(result["accept_length"])
     passed.labels(**labels).set(1.0 if result["status"] == "passed" else 0.0)
 
