@@ -471,6 +471,7 @@ def main(argv=None):
                 for steps, n in shapes(topk):
                     row = run_case(op, bs, topk, steps, n, args, up)
                     rows.append(row)
+                    print(json.dumps(row, default=str), flush=True)  # kept if a time limit cuts the run
                     if not row["equal"]:
                         print(f"MISMATCH {row}", file=sys.stderr)
     info["cases"] = rows
