@@ -142,7 +142,7 @@ def _tree_sampling_kernel(
 
 
 def tree_speculative_sampling_target_only(
-    predicts: torch.Tensor,  # mutable, [bs * draft_tokens]
+    predicts: torch.Tensor,  # mutable, [bs * draft_tokens (+ spare slots)]
     accept_index: torch.Tensor,  # mutable, [bs, num_spec_tokens]
     accept_token_num: torch.Tensor,  # mutable, [bs]
     candidates: torch.Tensor,  # [bs, draft_tokens]
@@ -164,8 +164,9 @@ def tree_speculative_sampling_target_only(
         raise ValueError("need draft_tokens, accept_index.shape[1] and vocab > 0")
     if not (0.0 <= threshold_single <= 1.0 and 0.0 <= threshold_acc <= 1.0):
         raise ValueError("threshold_single and threshold_acc must lie in [0, 1]")
-    if not predicts.is_contiguous() or predicts.numel() != bs * num_draft:
-        raise ValueError("predicts must be a contiguous [bs * draft_tokens] tensor")
+    # at least bs * draft_tokens: SGLang's V1 EAGLE worker allocates one slot more (never written)
+    if not predicts.is_contiguous() or predicts.numel() < bs * num_draft:
+        raise ValueError("predicts must be a contiguous tensor of at least bs * draft_tokens entries")
     if target_probs.shape != (bs, num_draft, vocab) or draft_probs.shape != target_probs.shape:
         raise ValueError("target_probs and draft_probs must be [bs, draft_tokens, vocab]")
     if target_probs.stride(2) != 1 or draft_probs.stride(2) != 1:

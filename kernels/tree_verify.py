@@ -79,7 +79,7 @@ def check_rows(bs: int, **tensors) -> None:
 
 
 def verify_tree_greedy(
-    predicts: torch.Tensor,  # mutable, [bs * draft_tokens]
+    predicts: torch.Tensor,  # mutable, [bs * draft_tokens (+ spare slots)]
     accept_index: torch.Tensor,  # mutable, [bs, num_spec_tokens]
     accept_token_num: torch.Tensor,  # mutable, [bs]
     candidates: torch.Tensor,  # [bs, draft_tokens]
@@ -92,8 +92,9 @@ def verify_tree_greedy(
     num_spec = accept_index.shape[1]
     if num_draft <= 0 or num_spec <= 0:
         raise ValueError("need draft_tokens > 0 and accept_index.shape[1] > 0")
-    if not predicts.is_contiguous() or predicts.numel() != bs * num_draft:
-        raise ValueError("predicts must be a contiguous [bs * draft_tokens] tensor")
+    # at least bs * draft_tokens: SGLang's V1 EAGLE worker allocates one slot more (never written)
+    if not predicts.is_contiguous() or predicts.numel() < bs * num_draft:
+        raise ValueError("predicts must be a contiguous tensor of at least bs * draft_tokens entries")
     if target_predict.numel() != bs * num_draft:
         raise ValueError("target_predict must hold bs * draft_tokens entries")
     check_rows(bs, candidates=candidates, retrive_index=retrive_index,

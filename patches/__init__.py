@@ -4,8 +4,8 @@ its Patch(es) next to the code (see base.py for the contract)."""
 from sglang_eagle3_ext.errors import Eagle3ConfigError
 from sglang_eagle3_ext.state import STATE
 
-from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, fp8_moe_shards,
-               llm_alias, mla_q_proj, server_info, tree_attention, tree_ops)
+from . import (cpu_cache_locs, cpu_draft_embed, cpu_rotary, cpu_server_args, draft_checks, draft_dtype,
+               eagle3_capture, fp8_moe_shards, llm_alias, mla_q_proj, server_info, tree_attention, tree_ops)
 from . import batch_result_metrics, openai_stream_logprobs, warmup_selfcheck
 from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
 
@@ -14,6 +14,8 @@ ALL_PATCHES: list = [
     draft_checks.PATCH,
     cpu_rotary.PATCH,
     cpu_cache_locs.PATCH,
+    *cpu_server_args.PATCHES,
+    cpu_draft_embed.PATCH,
     mla_q_proj.PATCH,
     *eagle3_capture.patches(),
     draft_dtype.PATCH,

@@ -3,14 +3,23 @@
 SGLang's `assign_extend_cache_locs_func` has a branch per platform: Triton on CUDA/HIP/MUSA/XPU,
 an NPU op, and sgl-kernel's CPU op under SGLANG_USE_CPU_ENGINE=1. With none of those (plain CPU,
 no sgl-kernel CPU build) no branch runs and it returns None; verify then writes its KV at
-`k_cache[None]` and the scheduler dies. A topk=1 chain never calls it (its write window is planned
-while drafting), which is why only trees (topk > 1) hit this. We give that case the same slots in
-plain torch: for each request, req_to_token[row, start:end], concatenated in batch order.
+`k_cache[None]` and the scheduler dies. Which EAGLE paths call it depends on the release: from
+0.5.16 only trees (topk > 1; a chain's write window is planned while drafting), in 0.5.13's V2
+worker every verify, topk 1 included. We give it the same slots in plain torch: for each request,
+req_to_token[row, start:end], concatenated in batch order.
+
+Where the op lives moved between releases (the first module below that defines it is patched);
+each branches on the platform flags its module has, a subset of _PLATFORM_FLAGS. Modules that
+imported it by name (0.5.13's eagle_info_v2) are rebound by the patch runner.
 """
 
-from .base import Patch, Target
+from .base import NotApplicable, Patch, Target
 
-MODULE = "sglang.kernels.ops.speculative.cache_locs"
+# newest first: sglang.kernels (0.5.16+), speculative.triton_ops (0.5.13), eagle_info_v2 (0.5.10)
+MODULES = ("sglang.kernels.ops.speculative.cache_locs",
+           "sglang.srt.speculative.triton_ops.cache_locs",
+           "sglang.srt.speculative.eagle_info_v2")
+OP = "assign_extend_cache_locs_func"
 _PLATFORM_FLAGS = ("_is_cuda", "_is_hip", "_is_musa", "_is_xpu", "_is_npu", "_is_cpu")
 _PARAMS = ("req_pool_indices", "req_to_token", "start_offset", "end_offset", "batch_size",
            "draft_token_num", "device")
@@ -35,20 +44,47 @@ def assign_extend_cache_locs_torch(req_pool_indices, req_to_token, start_offset,
     return out
 
 
-def wanted():
+def _home():
+    """(module name, module) of the first of MODULES that defines the op itself, or (None, why)."""
     import importlib
 
-    try:
-        cache_locs = importlib.import_module(MODULE)
-    except ImportError:
-        return None  # plan() reports the module as missing
-    on = [f for f in _PLATFORM_FLAGS if getattr(cache_locs, f, False)]
+    why = []
+    for name in MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            why.append(f"{name}: {type(e).__name__}: {e}")
+            continue
+        op = getattr(module, OP, None)
+        if op is not None and getattr(op, "__module__", None) == name:  # not a by-name copy
+            return name, module
+        why.append(f"{name}: no {OP} of its own")
+    return None, "; ".join(why)
+
+
+def _flags(module) -> list:
+    """The platform flags the op's module has; without _is_cuda we do not know how it branches."""
+    have = [f for f in _PLATFORM_FLAGS if hasattr(module, f)]
+    return have if "_is_cuda" in have else []
+
+
+def wanted():
+    name, module = _home()
+    if name is None:
+        return None  # plan() reports the op as missing
+    on = [f for f in _flags(module) if getattr(module, f)]
     return f"SGLang has a kernel for this platform ({', '.join(on)})" if on else None
 
 
 def plan(p) -> str:
-    for flag in _PLATFORM_FLAGS:
-        p.get(f"{MODULE}:{flag}")  # the op branches on exactly these: none set = no branch runs
+    name, module = _home()
+    if name is None:
+        raise NotApplicable(f"no {OP} in this SGLang ({module})")
+    flags = _flags(module)
+    if not flags:
+        raise NotApplicable(f"{name} has no _is_cuda flag: its {OP} does not branch as expected")
+    for flag in flags:
+        p.get(f"{name}:{flag}")  # the op branches on exactly these: none set = no branch runs
 
     def make(original):
         def assign_extend_cache_locs_func(*args, **kwargs):
@@ -57,11 +93,11 @@ def plan(p) -> str:
 
         return assign_extend_cache_locs_func
 
-    p.wrap(f"{MODULE}:assign_extend_cache_locs_func", make)
-    return "assign_extend_cache_locs -> torch (no accelerator, no sgl-kernel CPU build)"
+    p.wrap(f"{name}:{OP}", make)
+    return f"{name}.{OP} -> torch when no platform branch answers ({'/'.join(flags)} all off)"
 
 
-PATCH = Patch("cpu_cache_locs", "verify KV slots without an accelerator (EAGLE topk > 1)", plan,
-              wanted=wanted, targets=[
-                  Target(f"{MODULE}:assign_extend_cache_locs_func", params=_PARAMS, ordered=True),
-                  *[Target(f"{MODULE}:{f}", "read") for f in _PLATFORM_FLAGS]])
+PATCH = Patch("cpu_cache_locs", "verify KV slots without an accelerator (EAGLE topk > 1)", plan, wanted=wanted, targets=[
+                  t for name in MODULES for t in (
+                      Target(f"{name}:{OP}", params=_PARAMS, ordered=True, optional=True),
+                      *[Target(f"{name}:{f}", "read", optional=True) for f in _PLATFORM_FLAGS])])

@@ -33,6 +33,9 @@ SPEC_TREE = "sglang.kernels.ops.speculative.spec_tree"
 BUILD_PARAMS = ("parent_list", "top_scores_index", "seq_lens", "tree_mask", "positions",
                 "retrieve_index", "retrieve_next_token", "retrieve_next_sibling", "topk", "spec_steps",
                 "num_verify_tokens", "tree_mask_mode")
+# what SGLang's own tree-build wrapper (older releases) takes, and passes on to the op we supply
+OUTER_BUILD_PARAMS = ("parent_list", "top_scores_index", "draft_tokens", "seq_lens", "topk",
+                      "spec_steps", "num_verify_tokens", "tree_mask_mode")
 VERIFY_PARAMS = ("predicts", "accept_index", "accept_token_num", "candidates", "retrieve_index",
                  "retrieve_next_token", "retrieve_next_sibling", "target_predict")
 
@@ -154,17 +157,19 @@ def plan(p) -> str:
         raise NotApplicable("no verify_tree_greedy_func in eagle_utils or spec_tree")
     if "tree_speculative_sampling_target_only" in vars(eagle_utils):
         # Module global (None off-CUDA in >= 0.5.2x). Older SGLang imports it from sgl_kernel inside
-        # its verify function, which no rebinding reaches: sampling is then not covered (detail).
+        # its verify function (0.5.16) or only on CUDA (0.5.13's eagle_info_v2, with the renorm ops
+        # it also needs): sampling is then not covered (detail).
         p.replace(f"{EAGLE_UTILS}:tree_speculative_sampling_target_only", sample_op)
         rebound.append("eagle_utils.tree_speculative_sampling_target_only")
     if not any(r.endswith("build_tree_kernel_efficient_func") for r in rebound):
         # Older SGLang: eagle_utils.build_tree_kernel_efficient calls this module global (absent off-CUDA).
-        p.params(f"{EAGLE_UTILS}:build_tree_kernel_efficient", ("verified_id",))
+        # (its first parameter is verified_id up to 0.5.10, bonus_tokens from 0.5.13: not relied on)
+        p.params(f"{EAGLE_UTILS}:build_tree_kernel_efficient", OUTER_BUILD_PARAMS)
         p.add(f"{EAGLE_UTILS}:sgl_build_tree_kernel_efficient", build_op)
         rebound.append("eagle_utils.sgl_build_tree_kernel_efficient")
     sampling = ("" if "eagle_utils.tree_speculative_sampling_target_only" in rebound else
-                "; tree sampling (temperature > 0) NOT covered: this SGLang imports it from sgl_kernel "
-                "inside its verify")
+                "; tree sampling (temperature > 0) NOT covered: this SGLang's EAGLE verify imports it "
+                "(and top-k/top-p renorm) from sgl_kernel, inside the function or only on CUDA")
     return f"tree ops = {choice} ({', '.join(rebound)}){sampling}"
 
 
@@ -174,7 +179,8 @@ def _targets() -> list:
         out.append(Target(f"{module_name}:verify_tree_greedy_func", "replace", optional=True))
         out.append(Target(f"{module_name}:build_tree_kernel_efficient_func", "replace", optional=True))
     return out + [Target(f"{EAGLE_UTILS}:tree_speculative_sampling_target_only", "replace", optional=True),
-                  Target(f"{EAGLE_UTILS}:build_tree_kernel_efficient", "read", optional=True),
+                  Target(f"{EAGLE_UTILS}:build_tree_kernel_efficient", "read", params=OUTER_BUILD_PARAMS,
+                         optional=True),
                   Target(f"{EAGLE_UTILS}:sgl_build_tree_kernel_efficient", "add", optional=True)]
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install real SGLang (pinned) + this plugin into ./.venv on a machine without a GPU.
-# Idempotent: a second run only re-installs the plugin. ~2-3 minutes from nothing.
+# Idempotent: a second run only re-installs the plugin. ~2-3 minutes from nothing, plus ~1 minute
+# for the other SGLang releases the release smoke runs (scripts/install_release.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SGLANG_VERSION=0.5.23   # the newest SGLang that installs here (pins torch 2.14.1)
@@ -24,3 +25,5 @@ quiet .venv/bin/python -m pip install -q -e .
 # (tests/test_kernels_compile.py, benchmarks/compile_report.py); ~30 s, not imported otherwise.
 [ -d .triton-3.6.0/triton ] || quiet .venv/bin/python -m pip install -q --no-deps --target .triton-3.6.0 triton==3.6.0
 .venv/bin/python -c "import sglang, sglang_eagle3_ext; print('installed: sglang', sglang.__version__, '+ sglang-eagle3-ext', sglang_eagle3_ext.__version__)"
+# The other SGLang releases tests/test_releases.py smokes, each a small layer over .venv (not a venv).
+.venv/bin/python scripts/install_release.py

@@ -94,10 +94,10 @@ def greedy_targets(candidates, retrieve, gen, follow=0.8):
     return target
 
 
-def verify(fn, candidates, retrieve, target, num_spec):
+def verify(fn, candidates, retrieve, target, num_spec, spare=0):
     bs, n = candidates.shape
     dev = DEVICE if fn is not ref.verify_tree_greedy else "cpu"
-    predicts = torch.zeros(bs * n, dtype=torch.int32, device=dev)
+    predicts = torch.zeros(bs * n + spare, dtype=torch.int32, device=dev)
     accept_index = torch.full((bs, num_spec), -1, dtype=torch.int32, device=dev)
     accept_num = torch.full((bs,), -5, dtype=torch.int32, device=dev)
     r = retrieve.to(dev)
@@ -302,6 +302,20 @@ def test_verify_hand_trees():
             assert predicts[ids].tolist() == preds, name
             others = [b * n + i for i in range(n) if b * n + i not in ids]
             assert predicts[others].eq(0).all(), name  # untouched off the path
+
+
+def test_verify_accepts_a_spare_predicts_slot():
+    """SGLang's V1 EAGLE worker (0.5.10, 0.5.13) allocates predicts with one slot more."""
+    candidates, retrieve = hand_tree_batch(len(HAND_SCENARIOS))
+    target = torch.full(candidates.shape, 98)
+    for b, (tgt, _, _) in enumerate(HAND_SCENARIOS.values()):
+        for node, tok in tgt.items():
+            target[b, node] = tok
+    for fn in (verify_tree_greedy, ref.verify_tree_greedy):
+        exact = verify(fn, candidates, retrieve, target, 4)
+        spare = verify(fn, candidates, retrieve, target, 4, spare=1)
+        assert torch.equal(spare[0][:-1], exact[0]) and spare[0][-1] == 0
+        assert all(torch.equal(a, b) for a, b in zip(spare[1:], exact[1:]))
 
 
 # ------------------------------------------------------------------ sampling

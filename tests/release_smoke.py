@@ -1,0 +1,53 @@
+"""The release smoke, run as a script under another SGLang release (tests/test_releases.py).
+
+    PYTHONPATH=.sglang-X python tests/release_smoke.py MODELS_DIR OUT.json
+
+Writes {sglang, compat, doctor, runs: {name: {output_ids, verify_steps, accept_length, generate_s,
+engine_s, scheduler_patches}}}: `doctor --targets` (compat, nothing applied), the doctor's report,
+then a baseline engine and EAGLE-3 engines at topk 1 and topk 4 on the tiny random target, one at
+a time in this process; scheduler_patches are the statuses the scheduler process reports, after
+its model imports resolved the deferred patches. When a scheduler dies SGLang kills this process
+(the test then shows the log); the test compares what it wrote.
+"""
+
+import json
+import os
+import sys
+import time
+
+PROMPTS = ["The capital of France is", "def add(a, b):"]
+NEW_TOKENS = 8
+# name -> EAGLE-3 engine arguments (None: the baseline); topk 4 is a tree of 8 verified tokens
+RUNS = {"base": None,
+        "eagle3_topk1": dict(speculative_eagle_topk=1, speculative_num_draft_tokens=4),
+        "eagle3_topk4": dict(speculative_eagle_topk=4, speculative_num_draft_tokens=8)}
+
+
+def main(models_dir: str, out_path: str) -> int:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    os.environ.setdefault("SGLANG_EAGLE3_EXT_SELFCHECK", "off")  # probes cost ~1 min per engine
+    import importlib.metadata as md
+
+    from sglang_eagle3_ext import doctor
+    from sglang_eagle3_ext.demo import run_engine
+
+    result = {"sglang": md.version("sglang"), "compat": doctor.compat(), "doctor": doctor.report(),
+              "runs": {}}
+    target = os.path.join(models_dir, "qwen2-tiny")
+    draft = os.path.join(models_dir, "qwen2-tiny-eagle3-random")
+    for name, spec in RUNS.items():
+        start = time.perf_counter()
+        r = run_engine(target, draft if spec else None, prompts=PROMPTS,
+                       max_new_tokens=NEW_TOKENS, sampling={"ignore_eos": True}, **(spec or {}))
+        result["runs"][name] = {k: r[k] for k in ("output_ids", "verify_steps", "accept_length")}
+        state = r["server_info"]["internal_states"][0].get("eagle3_ext", {})
+        result["runs"][name]["scheduler_patches"] = state.get("patches")
+        result["runs"][name].update(generate_s=round(r["wall_s"], 1),
+                                    engine_s=round(time.perf_counter() - start, 1))
+        with open(out_path, "w") as f:  # after every run: a later crash keeps what was proven
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
