@@ -4,9 +4,9 @@
 
 On a machine with access to PyPI (any OS able to run pip; nothing is imported from the wheels):
 
-1. downloads SGLang and the sgl-kernel / flashinfer / deep-gemm versions its METADATA pins, plus the
-   pure-Python wheels of wheels.txt with their dependencies, except what the host has
-   (device_has.txt);
+1. downloads SGLang and the sgl-kernel / flashinfer versions its METADATA pins (deep-gemm with
+   --with-deep-gemm), plus the pure-Python wheels of wheels.txt with their dependencies, except
+   what the host has (device_has.txt);
 2. unpacks them into one site directory, keeps sgl-kernel's ops for the target architecture only,
    removes what nothing loads at run time (prune.txt) and strips debug info from shared libraries;
 3. walks the imports of what the GPU checks load (entries.txt, import_closure.py): fails if a
@@ -44,6 +44,10 @@ import resolve_wheels  # noqa: E402
 
 # SGLang's compiled companions, by the names its METADATA has used for them
 KERNEL_DISTS = ("sglang-kernel", "sgl-kernel", "flashinfer-python", "sgl-deep-gemm")
+# Left out unless asked for: SGLang imports deep_gemm only inside a try (deep_gemm_wrapper.configurer)
+# and uses it, JIT-compiled with nvcc, for FP8 block GEMMs when SGLANG_ENABLE_JIT_DEEPGEMM is on;
+# without it SGLang takes its Triton / CUTLASS paths. None of the GPU checks runs an FP8 linear.
+OPTIONAL_COMPANIONS = ("sgl-deep-gemm",)
 # our package's directories as setup.py maps them, and the test / benchmark roots
 PROJECT_ROOTS = ["sglang_eagle3_ext=sglang_eagle3_ext", "sglang_eagle3_ext.patches=patches",
                  "sglang_eagle3_ext.kernels=kernels", "sglang_eagle3_ext.launch=launch", "tests", "benchmarks"]
@@ -64,12 +68,13 @@ def read_prune(path):
     return out
 
 
-def companion_pins(sglang_wheel, env):
-    """The sgl-kernel / flashinfer / deep-gemm requirements SGLang's METADATA pins (no extras)."""
+def companion_pins(sglang_wheel, env, with_optional=False):
+    """The sgl-kernel / flashinfer (/ deep-gemm) requirements SGLang's METADATA pins (no extras)."""
     pins = []
     for r in resolve_wheels.requires(sglang_wheel, env):
-        if canonicalize_name(r.name) in KERNEL_DISTS:
-            pins.append(f"{canonicalize_name(r.name)}{r.specifier}")
+        name = canonicalize_name(r.name)
+        if name in KERNEL_DISTS and (with_optional or name not in OPTIONAL_COMPANIONS):
+            pins.append(f"{name}{r.specifier}")
     return pins
 
 
@@ -168,6 +173,15 @@ def strip_debug(site):
     return saved
 
 
+def project_roots():
+    """PROJECT_ROOTS as absolute paths (`name=DIR` or a site directory)."""
+    out = []
+    for r in PROJECT_ROOTS:
+        name, eq, d = r.rpartition("=")
+        out.append(f"{name}={os.path.join(ROOT, d)}" if eq else os.path.join(ROOT, d))
+    return out
+
+
 def host_modules(host):
     return {m for mods in host.values() for m in mods}
 
@@ -219,6 +233,8 @@ def main(argv=None):
     ap.add_argument("--wheels", default=os.path.join(HERE, "wheels.txt"))
     ap.add_argument("--entries", default=os.path.join(HERE, "entries.txt"))
     ap.add_argument("--prune", default=os.path.join(HERE, "prune.txt"))
+    ap.add_argument("--with-deep-gemm", action="store_true",
+                    help="also ship DeepGEMM (SGLang's FP8 block GEMMs; JIT-compiles with nvcc on the host)")
     ap.add_argument("--keep-all", action="store_true",
                     help="no pruning, no dropping (bigger; for hosts without a size limit)")
     ap.add_argument("--keep-site", action="store_true", help="leave OUT/site for inspection")
@@ -232,7 +248,7 @@ def main(argv=None):
 
     print(f"downloading sglang=={args.sglang} for Python {args.python} into {dl}", flush=True)
     sglang_whl = resolve_wheels.pip_download(f"sglang=={args.sglang}", dl, args.python)
-    pins = companion_pins(sglang_whl, env)
+    pins = companion_pins(sglang_whl, env, args.with_deep_gemm)
     wheels = [sglang_whl] + [resolve_wheels.pip_download(p, dl, args.python) for p in pins]
     wanted = [l for l in read_list(args.wheels)]
     wheels += resolve_wheels.resolve(os.path.join(dl, "pure"), wanted, args.python, set(host) | set(KERNEL_DISTS))
@@ -252,10 +268,8 @@ def main(argv=None):
         report["stripped_debug_mib"] = round(strip_debug(site) / 2**20, 1)
 
     entries = read_list(args.entries)
-    roots = [r if "=" not in r else r.split("=")[0] + "=" + os.path.join(ROOT, r.split("=")[1]) for r in PROJECT_ROOTS]
-    roots = [os.path.join(ROOT, r) if "=" not in r else r for r in roots]
     dists = distributions(site)
-    keep, why, res = select(site, dists, entries, host, roots)
+    keep, why, res = select(site, dists, entries, host, project_roots())
     if res["missing"]:
         lines = [f"  {m} (imported by {', '.join(sorted(set(by))[:3])})" for m, by in sorted(res["missing"].items())]
         raise SystemExit("modules the GPU checks import are in neither the wheelhouse nor the host list "
