@@ -298,6 +298,7 @@ def main(argv=None):
             if args.tune:
                 tuned.setdefault(n, {})[M] = (c, tune_case(mods, c, args, flush))
             rows.append(run_case(mods, c, sgl, args, flush, copy_bw))
+            print(json.dumps(rows[-1]), flush=True)  # a run cut short by a time limit keeps these
             if not rows[-1]["ours_ok"]:
                 print(f"MISMATCH {rows[-1]}", file=sys.stderr)
     info["cases"] = rows

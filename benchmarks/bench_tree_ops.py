@@ -103,7 +103,7 @@ def tree_links(parent_list, sel, topk, n):
     for b in range(bs):
         parents = parent_list[b].tolist() if parent_list.numel() else []
         last_child = {}
-        for i, p in enumerate(ref._parents(parents, sel[b].tolist(), topk, n)):
+        for i, p in enumerate(ref.tree_parents(parents, sel[b].tolist(), topk, n)):
             if i == 0 or p is None:
                 continue
             if p in last_child:
@@ -471,6 +471,7 @@ def main(argv=None):
                 for steps, n in shapes(topk):
                     row = run_case(op, bs, topk, steps, n, args, up)
                     rows.append(row)
+                    print(json.dumps(row, default=str), flush=True)  # kept if a time limit cuts the run
                     if not row["equal"]:
                         print(f"MISMATCH {row}", file=sys.stderr)
     info["cases"] = rows

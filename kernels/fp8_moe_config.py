@@ -16,6 +16,7 @@ No tuned file ships yet (no GPU has been measured); without one the heuristic be
 `benchmarks/bench_fp8_moe.py --tune` writes files in this format.
 """
 
+import contextlib
 import functools
 import json
 import logging
@@ -48,7 +49,25 @@ def _cuda_props(index):
     return props.name.replace(" ", "_"), props.multi_processor_count
 
 
+_TARGET = None  # (name, SMs) set by for_device(): choose configs for a GPU that is not here
+
+
+@contextlib.contextmanager
+def for_device(name: str, sms: int):
+    """Within this block, configs are chosen as on GPU `name` with `sms` SMs, whatever the
+    tensors' device: the ahead-of-time compile check (benchmarks/kernel_compile.py) runs the real
+    launchers on CPU tensors this way to get exactly the tiles they launch on an H100 / H200."""
+    global _TARGET
+    old, _TARGET = _TARGET, (name.replace(" ", "_"), int(sms))
+    try:
+        yield
+    finally:
+        _TARGET = old
+
+
 def device_name(device=None) -> str:
+    if _TARGET:
+        return _TARGET[0]
     index = _cuda_index(device)
     return "cpu" if index is None else _cuda_props(index)[0]
 
@@ -88,6 +107,8 @@ def save_configs(path, table: dict) -> None:
 
 
 def num_sms(device=None) -> int:
+    if _TARGET:
+        return _TARGET[1]
     index = _cuda_index(device)
     return 4 if index is None else _cuda_props(index)[1]  # CPU (interpreter): few programs
 
@@ -118,8 +139,10 @@ def heuristic_config(M: int, E: int, topk: int, N: int, K: int, block_k: Optiona
     k_blocks = -(-K // block_k)
     split = _pow2_at_least(2 * sms / max(1, m_blocks * n_tiles))
     split = max(1, min(split, k_blocks // 4 if k_blocks >= 8 else 1, 16))
+    # 8 warps from BLOCK_M 32: at 4, ptxas spills the fp32 A tile of some of these (Triton 3.8,
+    # benchmarks/results/compile_sm90a.md)
     return {"BLOCK_SIZE_M": block_m, "BLOCK_SIZE_N": block_n, "BLOCK_SIZE_K": block_k,
-            "SPLIT_K": split, "num_warps": 4, "num_stages": 3 if M <= 256 else 4}
+            "SPLIT_K": split, "num_warps": 8 if block_m >= 32 else 4, "num_stages": 3 if M <= 256 else 4}
 
 
 def get_configs(M: int, E: int, topk: int, inter: int, hidden: int, w1_block, w2_block,

@@ -221,13 +221,16 @@ def tree_attention_fwd(
     block_r = max(16, min(triton.next_power_of_2(rows), triton.next_power_of_2(block_rows)))
     row_blocks = triton.cdiv(rows, block_r)
     block_t = max(16, triton.next_power_of_2(int(max_len_extend)))
+    # 576-wide MLA rows: a [BLOCK_R, 512] fp32 accumulator spills to local memory at 4 warps
+    # (benchmarks/results/compile_sm90a.md); 8 warps hold it in registers
+    num_warps = 8 if block_dv >= 512 else 4
     sm_scale = sm_scale or lq ** -0.5
     has_cap = logit_cap > 0
 
     mid_o = torch.empty(tokens, heads, num_kv_splits, lv, dtype=torch.float32, device=q_extend.device)
     mid_lse = torch.empty(tokens, heads, num_kv_splits, dtype=torch.float32, device=q_extend.device)
     common = dict(Lq=lq, Lv=lv, BLOCK_D=block_d, BLOCK_DPE=block_dpe, BLOCK_DV=block_dv,
-                  BLOCK_R=block_r, NUM_SPLITS=num_kv_splits, HAS_CAP=has_cap)
+                  BLOCK_R=block_r, NUM_SPLITS=num_kv_splits, HAS_CAP=has_cap, num_warps=num_warps)
     _prefix_kernel[(batch, kv_heads * row_blocks, num_kv_splits)](
         q_extend, k_buffer, v_buffer, qo_indptr, kv_indptr, kv_indices, mid_o, mid_lse,
         sm_scale * k_scale, v_scale, logit_cap, group, row_blocks,

@@ -15,7 +15,7 @@ import torch
 FULL_MASK, QLEN_ONLY, QLEN_ONLY_BITPACKING = 0, 1, 2
 
 
-def _parents(parent_list_row, selected_row, topk, n):
+def tree_parents(parent_list_row, selected_row, topk, n):
     """parent[i] for every node: 0 = root, None = root itself or parent not selected."""
     parent = [None] * n
     for i in range(1, n):
@@ -54,7 +54,7 @@ def build_tree_kernel_efficient(
     mask_bytes = 4 if n > 16 else (2 if n > 8 else 1)
     for b in range(bs):
         parents = parent_list[b].tolist() if parent_list.numel() else []
-        parent = _parents(parents, selected_index[b].tolist(), topk, n)
+        parent = tree_parents(parents, selected_index[b].tolist(), topk, n)
 
         # retrieval links: children of a node in increasing node order
         for i in range(n):

@@ -2,7 +2,9 @@
 
 A preset names the target and draft it was made for (architecture, shapes, the draft's aux layer
 ids and the layer-id convention it was trained with) and the server arguments of each variant.
-Preset ids are '<file name>-<variant>', e.g. 'glm47-fp8-low-latency'.
+Every value names its source in `sources` (the model card, a measurement, the training code,
+SGLang itself, or "project choice, not measured"); where a preset departs from its card,
+docs/presets.md says why. Preset ids are '<file name>-<variant>', e.g. 'glm47-fp8-low-latency'.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import sys
 from dataclasses import dataclass
 
 from ..cpu_defaults import as_cli
-from ..patches.eagle3_capture import RULE_ENV
+from ..aux_layers import RULE_ENV, RULES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIMULATE_ENV = "SGLANG_SIMULATE_ACC_LEN"  # SGLang's own: forces the accept length (dummy weights)
-RULES = ("leaving", "entering")
+SOURCE_KINDS = ("model card", "measured", "training code", "SGLang", "project choice", "unverified")
 
 
 class PresetError(ValueError):
@@ -42,6 +44,11 @@ class Preset:
     @property
     def batch_size(self) -> int:
         return self.data["variants"][self.variant]["batch_size"]
+
+    @property
+    def sources(self) -> dict:
+        """Where each value comes from: server_args keys, variant names, draft.aux_layer_ids."""
+        return self.data["sources"]
 
     @property
     def rule(self) -> str:
@@ -76,6 +83,14 @@ def _check_file(path: str, data: dict) -> None:
     for name, variant in data["variants"].items():
         need(variant, "batch_size", int, f"variants.{name}.")
         need(variant, "server_args", dict, f"variants.{name}.")
+    sources = need(data, "sources", dict, "")
+    sourced = [*data["server_args"], *data["variants"], "draft.aux_layer_ids"]
+    sourced += ["published"] if "published" in data else []
+    for key in sourced:
+        value = sources.get(key)
+        if not isinstance(value, str) or not value.startswith(SOURCE_KINDS):
+            raise PresetError(f"preset {path}: sources.{key} missing or not one of "
+                              f"{', '.join(SOURCE_KINDS)} (say where the value comes from)")
 
 
 def load_presets(folder: str = HERE) -> dict[str, Preset]:

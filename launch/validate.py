@@ -1,33 +1,18 @@
 """Does a preset fit these model folders? The pairing checks plus what the preset assumes.
 
 The pairing checks (sglang_eagle3_ext.pairing_check) run under the preset's layer-id rule; on top
-come the preset's own assumptions: the target's architecture and shapes, the draft's aux layer ids
-(a draft trained on other layers would silently accept ~1 token per step with this preset), the
-tree shape and tensor-parallel split. Config files only: seconds, no GPU.
+come the preset's own assumptions: the target's architecture and shapes, the states the draft's
+aux layer ids make the target read (a draft trained on other layers would silently accept ~1
+token per step with this preset), the tree shape and tensor-parallel split. Config files only:
+seconds, no GPU.
 """
 
 from __future__ import annotations
 
-import os
-
-from ..draft_check import _looks_local, read_local_config
+from .. import aux_layers
 from ..errors import Eagle3ConfigError
-from ..pairing_check import CheckResult, _get, check_pair, default_aux_layer_ids
-from ..patches.eagle3_capture import RULE_ENV
+from ..pairing_check import CheckResult, check_pair, config_value, looks_local, read_local_config
 from .presets import Preset
-
-
-def _with_rule(rule: str, fn, *args):
-    """Run fn with the layer-id rule the server will run with (the pairing check reads the env)."""
-    before = os.environ.get(RULE_ENV)
-    os.environ[RULE_ENV] = rule
-    try:
-        return fn(*args)
-    finally:
-        if before is None:
-            os.environ.pop(RULE_ENV, None)
-        else:
-            os.environ[RULE_ENV] = before
 
 
 def check_target(preset: Preset, tcfg: dict) -> list[CheckResult]:
@@ -40,13 +25,13 @@ def check_target(preset: Preset, tcfg: dict) -> list[CheckResult]:
                                f"target architecture {archs} is not {want['architecture']}, "
                                f"which preset {preset.id} is for: {fix}"))
     for key in ("hidden_size", "num_hidden_layers"):
-        have = _get(tcfg, key)
+        have = config_value(tcfg, key)
         if have != want[key]:
             out.append(CheckResult("preset_target", "fail",
                                    f"target {key} {have} != {want[key]} of {want['model']}, which "
                                    f"preset {preset.id} is for: {fix}"))
     tp = preset.server_args().get("tp_size", 1)
-    heads = _get(tcfg, "num_attention_heads")
+    heads = config_value(tcfg, "num_attention_heads")
     if isinstance(heads, int) and heads % tp:
         out.append(CheckResult("preset_target", "fail",
                                f"{heads} attention heads do not split over tp_size {tp}: pass "
@@ -56,21 +41,44 @@ def check_target(preset: Preset, tcfg: dict) -> list[CheckResult]:
 
 
 def check_draft_ids(preset: Preset, tcfg: dict, dcfg: dict) -> list[CheckResult]:
-    want = preset.draft["aux_layer_ids"]
-    ids = (dcfg.get("eagle_config") or {}).get("eagle_aux_hidden_state_layer_ids")
-    source = "eagle_config.eagle_aux_hidden_state_layer_ids"
-    if ids is None:
-        L = _get(tcfg, "num_hidden_layers")
-        ids, source = default_aux_layer_ids(L) if isinstance(L, int) else None, "the default ids"
-    if ids != want:
-        return [CheckResult("preset_draft", "fail",
-                            f"draft aux layer ids {ids} ({source}) != {want} of "
-                            f"{preset.draft['model']}, which preset {preset.id} is for (rule "
-                            f"'{preset.rule}'): this draft was trained on other layers; launch "
-                            f"sglang.launch_server directly and set {RULE_ENV} to the convention "
-                            f"it was trained with")]
-    return [CheckResult("preset_draft", "ok", f"aux layer ids {ids}, rule '{preset.rule}' "
-                                              f"({preset.draft.get('why', 'see the preset')})")]
+    """Compare the states the server will read for this draft (its eagle_config ids under the
+    preset's rule, or the default when it names none) with those the preset's draft was trained
+    on; ids elsewhere in its config are the pairing check's business."""
+    L = config_value(tcfg, "num_hidden_layers")
+    L = L if isinstance(L, int) else preset.target["num_hidden_layers"]
+    trained = preset.draft["model"]
+    want = aux_layers.layers_to_read(preset.draft["aux_layer_ids"], preset.target["num_hidden_layers"],
+                                     preset.rule, f"preset {preset.id}")
+    ids = aux_layers.ids_in_draft_config(dcfg)
+    try:
+        read = aux_layers.resolve(ids, L, preset.rule)
+    except Eagle3ConfigError:
+        return [CheckResult("preset_draft", "fail", f"draft aux layer ids {ids} do not fit the "
+                            f"{L}-layer target under rule '{preset.rule}' (see aux_layer_ids)")]
+    source = aux_layers.DEFAULT_SOURCE if read.default else aux_layers.IDS_KEY
+    if read.entering == want:
+        return [CheckResult("preset_draft", "ok",
+                            f"{read.ids} from {source} (rule '{read.rule}'): the states entering "
+                            f"layers {want}, as {trained} was trained "
+                            f"({preset.draft.get('why', 'see the preset')})")]
+    launch = (f"launch sglang.launch_server directly (this preset sets "
+              f"{aux_layers.RULE_ENV}={preset.rule})")
+    if read.default:
+        advice = (f"if it is {trained}, add {aux_layers.IDS_KEY}: {preset.draft['aux_layer_ids']} "
+                  f"to its config.json; otherwise it was trained on other layers: {launch}")
+    else:
+        other = [r for r in aux_layers.RULES if r != preset.rule][0]
+        if aux_layers.rule_naming(read.ids, L, want) == other:
+            advice = (f"they name {trained}'s layers as {other} ids: set {aux_layers.IDS_KEY} to "
+                      f"{preset.draft['aux_layer_ids']} ({preset.rule} ids), or launch "
+                      f"sglang.launch_server directly with {aux_layers.RULE_ENV}={other}")
+        else:
+            advice = f"this draft was trained on other layers than {trained}: {launch}"
+    return [CheckResult("preset_draft", "fail",
+                        f"draft aux layer ids {read.ids} from {source} (rule '{read.rule}') make "
+                        f"the target read the states entering layers {read.entering}, but "
+                        f"{trained}, which preset {preset.id} is for, was trained on the states "
+                        f"entering {want}: {advice}")]
 
 
 def check_tree(preset: Preset) -> list[CheckResult]:
@@ -92,7 +100,7 @@ def check_tree(preset: Preset) -> list[CheckResult]:
 def validate_preset(preset: Preset, target_dir: str, draft_dir: str) -> list[CheckResult]:
     """Every check of the preset against local model folders (hub ids: preset checks skipped)."""
     out = check_tree(preset)
-    if not (_looks_local(str(target_dir)) and _looks_local(str(draft_dir))):
+    if not (looks_local(str(target_dir)) and looks_local(str(draft_dir))):
         return out + [CheckResult("preset_target", "skipped", "hub ids: folders checked by "
                                   "SGLang at load time")]
     try:
@@ -101,4 +109,4 @@ def validate_preset(preset: Preset, target_dir: str, draft_dir: str) -> list[Che
     except Eagle3ConfigError as e:
         return out + [CheckResult("configs", "fail", str(e))]
     out += check_target(preset, tcfg) + check_draft_ids(preset, tcfg, dcfg)
-    return out + _with_rule(preset.rule, check_pair, target_dir, draft_dir)
+    return out + check_pair(target_dir, draft_dir, rule=preset.rule)

@@ -2,10 +2,11 @@
 its Patch(es) next to the code (see base.py for the contract)."""
 
 from sglang_eagle3_ext.errors import Eagle3ConfigError
+from sglang_eagle3_ext.state import STATE
 
 from . import (cpu_cache_locs, cpu_draft_embed, cpu_rotary, cpu_server_args, draft_checks, draft_dtype,
-               eagle3_capture, fp8_moe_shards, llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics,
-               tree_attention, tree_ops)
+               eagle3_capture, fp8_moe_shards, llm_alias, mla_q_proj, server_info, tree_attention, tree_ops)
+from . import batch_result_metrics, openai_stream_logprobs, warmup_selfcheck
 from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
 
 ALL_PATCHES: list = [
@@ -22,10 +23,12 @@ ALL_PATCHES: list = [
     tree_attention.PATCH,
     *fp8_moe_shards.PATCHES,
     server_info.PATCH,
-    spec_metrics.PATCH,
-    *selfcheck.PATCHES,
+    batch_result_metrics.PATCH,
+    *warmup_selfcheck.PATCHES,
+    openai_stream_logprobs.PATCH,
 ]
 BY_NAME = {p.name: p for p in ALL_PATCHES}
+STATE.patches[:] = ALL_PATCHES  # /get_server_info lists their statuses (state.py imports no patch)
 
 
 def groups() -> set:

@@ -11,7 +11,7 @@ SERVER_ARGS = "sglang.srt.server_args:ServerArgs"
 
 def _checked(original):
     def checked(self, *args, **kwargs):
-        from sglang_eagle3_ext.draft_check import check_speculative_args
+        from sglang_eagle3_ext.pairing_check import check_speculative_args
 
         if not getattr(self, "_resolution_finished", False):
             check_speculative_args(self)

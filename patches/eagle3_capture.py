@@ -1,15 +1,10 @@
-"""One rule for EAGLE-3 aux layer ids on every target class, the same in every forward mode.
+"""One aux-layer rule on every target class, the same in every forward mode.
 
-THE RULE: aux layer id i names the hidden state LEAVING decoder layer i (the residual stream after
-layer i, before the final norm), 0 <= i <= L-1. It is what upstream SGLang's Llama / Qwen2 /
-Glm4Moe adapters do (they capture at the entry of layer i+1) and what SpecForge trains with, so
-its drafts work unchanged; id L-1 is the final layer's output, which upstream cannot capture (there
-is no layer L to capture at) and this patch adds. Upstream's DeepSeek-style adapters
-(Glm4MoeLite, DeepseekV2 / GLM-5.x) shift by one only when the first id is 1: here they follow the
-rule like the others.
-
-A draft trained with the other convention (id i = state ENTERING layer i, id L = final output) is
-served with SGLANG_EAGLE3_EXT_AUX_LAYER_RULE=entering (its launch preset sets it).
+The rule itself (what an id names, the default ids, validation) is sglang_eagle3_ext.aux_layers;
+this patch makes every target read the states it names: each target's
+`set_eagle3_layers_to_capture` is replaced by ours, and the final layer's output (which upstream
+cannot capture: there is no layer L to capture at) is read where the final norm returns it. Where
+the installed SGLang's own adapter would read other states for the same ids, one warning says so.
 
 Where the installed SGLang has no adapter for a target class (older releases, forks), this patch
 adds one that reads the states through forward hooks (eagle3_hooks.py), same rule. Other
@@ -26,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 
+from sglang_eagle3_ext import aux_layers
 from sglang_eagle3_ext.settings import BY_NAME, settings
 from sglang_eagle3_ext.state import STATE
 
@@ -33,7 +29,6 @@ from .base import Patch, Target
 
 logger = logging.getLogger("sglang_eagle3_ext")
 
-RULE_ENV = BY_NAME["aux_layer_rule"].env
 DUMP_ENV = BY_NAME["dump_aux"].env
 EXTRA_TARGETS_ENV = BY_NAME["extra_targets"].env
 DUMP_LIMIT = 16
@@ -55,26 +50,6 @@ TARGETS = [
 CAPTURE_LOG: dict = STATE.aux_capture
 
 
-def rule() -> str:
-    return settings().aux_layer_rule
-
-
-def entering_indices(layer_ids, num_layers: int, how: str) -> list[int]:
-    """Aux ids -> indices of the layers at whose ENTRY the state is read (num_layers = final)."""
-    shift = 1 if how == "leaving" else 0
-    top = num_layers - 1 if how == "leaving" else num_layers
-    ids = [int(i) for i in layer_ids]
-    bad = [i for i in ids if not 0 <= i <= top]
-    if bad:
-        raise ValueError(f"EAGLE-3 aux layer ids {bad} out of range for a {num_layers}-layer target "
-                         f"(rule '{how}': 0..{top}); fix eagle_config.eagle_aux_hidden_state_layer_ids "
-                         f"or {RULE_ENV}")
-    if len(set(ids)) != len(ids) or ids != sorted(ids):
-        raise ValueError(f"EAGLE-3 aux layer ids {ids} must be distinct and ascending "
-                         f"(states are captured in layer order)")
-    return [i + shift for i in ids]
-
-
 def _forward_mode(args, kwargs):
     batch = kwargs.get("forward_batch", args[2] if len(args) > 2 else None)
     mode = getattr(batch, "forward_mode", None)
@@ -92,7 +67,10 @@ def _states(aux, count: int) -> list:
 def _record(model, mode: str, aux, batch) -> None:
     packed = not isinstance(aux, (list, tuple))
     num_states = len(model._eagle3_entering) if packed else len(aux)
-    entry = {"layers_entering": list(model._eagle3_entering), "num_states": num_states}
+    hooks = getattr(model, "_eagle3_final_hooks", None)  # None: eagle3_hooks.py reads them all
+    final = model._eagle3_entering[-1] == model.config.num_hidden_layers
+    entry = {"layers_entering": list(model._eagle3_entering), "num_states": num_states,
+             "final_norm_hooked": bool(hooks) if hooks is not None else final}
     if CAPTURE_LOG.get(mode) != entry:
         CAPTURE_LOG[mode] = entry
         logger.info("sglang-eagle3-ext: %s captures aux states entering layers %s (%d states)",
@@ -109,39 +87,83 @@ def _record(model, mode: str, aux, batch) -> None:
                    os.path.join(dump_dir, f"{os.getpid()}-{n:03d}-{mode}.pt"))
 
 
+def _packer_in(args, kwargs):
+    """SGLang's AuxHiddenStatePacker among a decoder layer's arguments (DeepSeek-style layer loops
+    hand it to the layers they capture at), or None (list-collecting loops)."""
+    for value in (*args, *kwargs.values()):
+        owner = getattr(value, "__self__", value)  # the packer itself or its bound capture method
+        if callable(getattr(owner, "slot", None)) and callable(getattr(owner, "finalize", None)):
+            return owner
+    return None
+
+
+def _read_final(model) -> None:
+    """Read the final layer's output where the final norm hands it back, only while it is asked
+    for: no hook (and no copy) otherwise."""
+    inner = model.model
+    for handle in model._eagle3_final_hooks:
+        handle.remove()
+    model._eagle3_final_hooks = []
+    if not model._eagle3_capture_final:
+        return
+    state = model._eagle3_forward_state
+
+    def find_packer(_module, args, kwargs):
+        packer = _packer_in(args, kwargs)
+        if packer is not None:
+            state["packer"] = packer
+
+    def at_final_norm(_module, args, output):
+        # norm(hidden, residual) returns (normed, updated residual): that residual is the state
+        # leaving the last layer, the same tensor upstream's own final_norm capture reads.
+        stream = output[1] if isinstance(output, tuple) else args[0]
+        packer = state.get("packer")
+        if packer is not None:  # the packed buffer has a slot for it: one slice, no torch.cat
+            packer.slot(stream).copy_(stream)
+            state["written"] = True
+        else:  # the norm's output storage is reused by later forwards: keep a copy
+            state["final"] = stream.clone()
+
+    hooks = [inner.norm.register_forward_hook(at_final_norm)]
+    for index in inner.layers_to_capture:
+        if index < len(inner.layers):
+            hooks.append(inner.layers[index].register_forward_pre_hook(find_packer, with_kwargs=True))
+    model._eagle3_final_hooks = hooks
+
+
 def _install_forward_wrapper(model) -> None:
-    """Per instance: append the final pre-norm state when asked, and record each mode."""
+    """Per instance: the final layer's output appended when asked, and each mode recorded."""
     inner = model.model
     if getattr(inner, "_eagle3_wrapped", False):
         return
     original = inner.forward
-    final = {}
-
-    def grab_final(_module, args):
-        x = args[0]
-        residual = args[1] if len(args) > 1 else None
-        final["state"] = x if residual is None else x + residual
-
-    inner.norm.register_forward_pre_hook(grab_final)
+    state = model._eagle3_forward_state
 
     def forward(*args, **kwargs):
-        final.clear()
+        state.clear()
+        mode, batch = _forward_mode(args, kwargs)
+        final = model._eagle3_capture_final
+        if final:  # an idle (zero-row) batch skips the final norm: no slot for it then
+            is_idle = getattr(getattr(batch, "forward_mode", None), "is_idle", None)
+            inner.layers_to_capture = model._eagle3_loop_layers[bool(is_idle and is_idle())]
         out = original(*args, **kwargs)
         if not model.capture_aux_hidden_states:
             return out
         hidden, aux = out if isinstance(out, tuple) else (out, [])
-        if model._eagle3_capture_final:
-            state = final["state"].clone()
-            if isinstance(aux, list):
-                aux = type(aux)(aux) if aux else []
-                aux.append(state)
-            elif isinstance(aux, tuple):
-                aux = [*aux, state]
-            else:  # packed [tokens, k * hidden] (AuxHiddenStatePacker): one more slice
-                import torch
+        if final and not state.get("written"):  # not in a packed buffer's slot already
+            import torch
 
-                aux = torch.cat([aux, state], dim=-1)
-        mode, batch = _forward_mode(args, kwargs)
+            last = state.get("final")
+            if last is None:
+                if hidden.shape[0]:
+                    raise RuntimeError(f"sglang-eagle3-ext: {type(model).__name__}'s final norm "
+                                       f"did not run, so its final layer's output was not read")
+                last = torch.empty_like(hidden)  # zero rows: the final norm was skipped
+            if isinstance(aux, torch.Tensor):  # packed, no slot for it (idle): zero rows
+                aux = torch.cat([aux, last], dim=-1)
+            else:
+                aux = type(aux)(aux) if isinstance(aux, list) else list(aux)
+                aux.append(last)
         _record(model, mode, aux, batch)
         return hidden, aux
 
@@ -156,27 +178,61 @@ def _resolve(model, layer_ids):
     if pp_group is not None and not pp_group.is_last_rank:
         return None
     num_layers = model.config.num_hidden_layers
-    how = rule()
-    if layer_ids is None:  # SpecForge's default, stated in the rule's terms
-        layer_ids, how = [1, num_layers // 2 - 1, num_layers - 4], "leaving"
-    entering = entering_indices(layer_ids, num_layers, how)
-    model._eagle3_entering = entering
+    resolved = aux_layers.resolve(layer_ids, num_layers, aux_layers.rule_from_env())
+    model._eagle3_entering = resolved.entering
     model._eagle3_dumped = 0
     logger.info("sglang-eagle3-ext: %s aux layer ids %s (rule '%s') -> states entering layers %s",
-                type(model).__name__, list(layer_ids), how, entering)
-    return entering
+                type(model).__name__, resolved.ids, resolved.rule, resolved.entering)
+    return resolved
+
+
+# (class name, ids) already compared with upstream in this process: one warning each
+_COMPARED: set = set()
+# class name -> the warning, where upstream would read other states; read by server_info
+UPSTREAM_DIFFERS: dict = STATE.aux_upstream_differs
+
+
+def _compare_with_upstream(model, layer_ids, resolved) -> None:
+    """Warn once when the installed SGLang's own adapter would read other states for these ids."""
+    upstream = next((UPSTREAM[c] for c in type(model).__mro__ if c in UPSTREAM), None)
+    key = (type(model).__name__, None if layer_ids is None else tuple(layer_ids))
+    if upstream is None or key in _COMPARED:
+        return
+    _COMPARED.add(key)
+    try:  # ask upstream itself: its convention differs by class and by SGLang version
+        upstream(model, layer_ids)
+        theirs = list(model.model.layers_to_capture)
+    except Exception as e:  # noqa: BLE001 - a refusal is a difference too, but not ours to raise
+        theirs, line = None, (f"{key[0]}: SGLang's own adapter refuses aux layer ids {layer_ids} "
+                              f"({type(e).__name__}: {e}); the plugin reads the states entering "
+                              f"{resolved.entering}")
+    if theirs is not None:
+        line = aux_layers.upstream_difference(key[0], model.config.num_hidden_layers, resolved,
+                                              theirs)
+    if line:
+        UPSTREAM_DIFFERS[key[0]] = line
+        logger.warning("sglang-eagle3-ext: %s", line)
 
 
 def set_eagle3_layers_to_capture(self, layer_ids=None):
     """For classes with an upstream adapter: their layer loop collects, we choose the layers."""
-    entering = _resolve(self, layer_ids)
-    if entering is None:
+    resolved = _resolve(self, layer_ids)
+    if resolved is None:
         return
+    _compare_with_upstream(self, layer_ids, resolved)
+    entering = resolved.entering
     num_layers = self.config.num_hidden_layers
     self.capture_aux_hidden_states = True
     self._eagle3_capture_final = entering[-1] == num_layers
-    # The layer loop reads the state at layer entry; the final one comes from the norm's input.
-    self.model.layers_to_capture = [i for i in entering if i < num_layers]
+    # The layer loop reads the state at layer entry; index L never comes up in it but sizes a
+    # packing loop's buffer (AuxHiddenStatePacker) with a slot for the final state, which the
+    # final norm's hook fills. Idle batches skip that norm, so they get the list without it.
+    loop = [i for i in entering if i < num_layers]
+    self._eagle3_loop_layers = {False: list(entering), True: loop}
+    self.model.layers_to_capture = list(entering) if self._eagle3_capture_final else loop
+    if not hasattr(self, "_eagle3_forward_state"):
+        self._eagle3_forward_state, self._eagle3_final_hooks = {}, []
+    _read_final(self)
     _install_forward_wrapper(self)
 
 
@@ -184,11 +240,13 @@ def set_eagle3_layers_to_capture_by_hooks(self, layer_ids=None):
     """For classes without one: forward hooks collect (eagle3_hooks.py)."""
     from .eagle3_hooks import install
 
-    entering = _resolve(self, layer_ids)
-    if entering is not None:
-        install(self, entering, _record)
+    resolved = _resolve(self, layer_ids)
+    if resolved is not None:
+        install(self, resolved.entering, _record)
 
 
+# class -> SGLang's own set_eagle3_layers_to_capture, kept to compare its reading with ours
+UPSTREAM: dict = {}
 # class name -> "patched" / "hooks (no upstream adapter)", filled as modules are imported
 TARGET_STATUS: dict = STATE.aux_targets
 
@@ -200,7 +258,9 @@ def _plan_target(module_name: str, class_name: str):
         cls = p.get(owner)
         if hasattr(cls, "set_eagle3_layers_to_capture"):
             # its layer loop collects (layers_to_capture, capture_aux_hidden_states); we choose
-            p.get(f"{owner}.capture_aux_hidden_states", None)
+            current = cls.set_eagle3_layers_to_capture
+            if current is not set_eagle3_layers_to_capture:  # not inherited from a class we patched
+                UPSTREAM[cls] = current
             p.add(f"{owner}.set_eagle3_layers_to_capture", set_eagle3_layers_to_capture)
             how = "patched"
         else:  # this SGLang has no adapter for it: ours reads the layer inputs through hooks
@@ -213,7 +273,7 @@ def _plan_target(module_name: str, class_name: str):
             logger.info("sglang-eagle3-ext: %s has no EAGLE-3 adapter in this SGLang; adding one "
                         "(forward hooks)", class_name)
         TARGET_STATUS[class_name] = how
-        return f"{class_name}: {how}, rule '{rule()}'"
+        return f"{class_name}: {how}, rule '{aux_layers.rule_from_env()}'"
 
     return plan
 

@@ -1,7 +1,8 @@
 """Report the plugin's state from inside each scheduler: `/get_server_info` -> internal_states[i].
 
 This is how a client proves, from the server side, that the plugin ran in the scheduler process
-(where the model, the draft and the tree ops live), not only in the launcher.
+(where the model, the draft and the tree ops live), not only in the launcher. SGLang answers from
+TP rank 0 only; `tp_ranks` holds every TP rank's own state, gathered by rank_states.
 """
 
 from .base import Patch, Target
@@ -16,7 +17,10 @@ def _make(original):
         out = original(self, *args, **kwargs)
         state = getattr(out, "internal_state", None)
         if isinstance(state, dict):
-            state["eagle3_ext"] = plugin_state()
+            from sglang_eagle3_ext.rank_states import gather
+
+            own = plugin_state()
+            state["eagle3_ext"] = dict(own, tp_ranks=gather(own))
         return out
 
     return get_internal_state

@@ -21,6 +21,9 @@ if ! .venv/bin/python -c "import sglang, torch, torchvision, xdist" 2>/dev/null;
   quiet .venv/bin/python -m pip install -q -r requirements-cpu.txt
 fi
 quiet .venv/bin/python -m pip install -q -e .
+# The GPU machine's Triton, beside the venv's, for the ahead-of-time sm_90a compile check
+# (tests/test_kernels_compile.py, benchmarks/compile_report.py); ~30 s, not imported otherwise.
+[ -d .triton-3.6.0/triton ] || quiet .venv/bin/python -m pip install -q --no-deps --target .triton-3.6.0 triton==3.6.0
 .venv/bin/python -c "import sglang, sglang_eagle3_ext; print('installed: sglang', sglang.__version__, '+ sglang-eagle3-ext', sglang_eagle3_ext.__version__)"
 # The other SGLang releases tests/test_releases.py smokes, each a small layer over .venv (not a venv).
 .venv/bin/python scripts/install_release.py

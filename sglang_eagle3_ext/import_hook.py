@@ -27,10 +27,15 @@ def _on_sglang_imported(module) -> None:
 
         load()
         return
-    from sglang_eagle3_ext.patches import BY_NAME
+    from sglang_eagle3_ext.errors import Eagle3ConfigError
 
-    for name in ("llm_alias", "selfcheck.engine"):
-        BY_NAME[name].run()
+    try:
+        from sglang_eagle3_ext.patches import BY_NAME
+
+        for name in ("llm_alias", "selfcheck.engine"):
+            BY_NAME[name].run()
+    except Eagle3ConfigError:
+        pass  # an invalid setting: the plugin's load stops the process with it, one line
 
 
 def install() -> None:

@@ -21,6 +21,7 @@ import logging
 from collections import deque
 from typing import Optional
 
+from .acceptance import accept_length
 
 logger = logging.getLogger("sglang_eagle3_ext")
 
@@ -38,26 +39,27 @@ class LiveGuard:
     def __init__(self, window: int, break_even: Optional[float] = None):
         self.window = window
         self.fixed_break_even = break_even
-        self.accepts = deque(maxlen=max(window, 1))  # accept length per request-step (incl. bonus)
+        self.accepted = deque(maxlen=max(window, 1))  # accepted draft tokens per request-step
         self.times = deque(maxlen=max(window, 1))  # (draft_s, verify_s) per batch step
-        self.accept_sum = 0.0
+        self.accepted_sum = 0
         self.since_check = 0
         self.below = False  # logged and not yet recovered
 
-    def add_accepts(self, accept_lengths) -> None:
-        for a in accept_lengths:
-            if len(self.accepts) == self.accepts.maxlen:
-                self.accept_sum -= self.accepts[0]
-            self.accepts.append(a)
-            self.accept_sum += a
-        self.since_check += len(accept_lengths)
+    def add_steps(self, correct_drafts) -> None:
+        """correct_drafts: accepted draft tokens of each new request-step."""
+        for c in correct_drafts:
+            if len(self.accepted) == self.accepted.maxlen:
+                self.accepted_sum -= self.accepted[0]
+            self.accepted.append(c)
+            self.accepted_sum += c
+        self.since_check += len(correct_drafts)
 
     def add_time(self, draft_s: float, verify_s: float) -> None:
         self.times.append((draft_s, verify_s))
 
     @property
     def accept_length(self) -> Optional[float]:
-        return self.accept_sum / len(self.accepts) if self.accepts else None
+        return accept_length(self.accepted_sum, len(self.accepted))
 
     @property
     def mean_times(self) -> Optional[tuple[float, float]]:
@@ -94,7 +96,7 @@ class LiveGuard:
                f"estimated as (draft {times[0] * 1e3:.2f} ms + verify {times[1] * 1e3:.2f} ms) "
                f"/ verify per step")
         line = (f"sglang-eagle3-ext: speculation is not paying off: accept length {accept:.2f} over "
-                f"the last {len(self.accepts)} request-steps is below the break-even "
+                f"the last {len(self.accepted)} request-steps is below the break-even "
                 f"{break_even:.2f} ({how}); decoding without a draft would likely be faster. "
                 f"Check the draft with `python -m sglang_eagle3_ext check`, or serve without "
                 f"speculative decoding for this traffic.")

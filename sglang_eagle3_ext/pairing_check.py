@@ -1,22 +1,30 @@
-"""Does this EAGLE-3 draft fit this target? Checked from config, tokenizer and safetensors headers only.
+"""Does this EAGLE-3 draft fit this target? The one home of that question.
 
-Mismatches here otherwise fail late (a shape error deep in a matmul after minutes of loading) or
-silently (wrong token ids, accept length ~1). Nothing is loaded into torch; the only tensor read is
-d2t, which is small.
+* `check_speculative_args` (at startup, before SGLang resolves or loads anything): EAGLE3 has a
+  draft, the draft is an EAGLE-3 model (an EAGLE-3 draft launched as EAGLE is upgraded), and the
+  pair's files fit (below).
+* `check_pair` / `validate_pair`: the draft against the target from config, tokenizer and
+  safetensors headers only. Mismatches otherwise fail late (a shape error deep in a matmul after
+  minutes of loading) or silently (wrong token ids, accept length ~1). Nothing is loaded into
+  torch; the only tensor read is d2t, which is small.
 
 `check_pair` returns one CheckResult per check (one per problem when a check finds several);
 `validate_pair` raises Eagle3ConfigError with one failure per line, the first self-explanatory.
+What the aux layer ids mean is sglang_eagle3_ext.aux_layers; the `check` command
+(check_cli.py) and the launch presets (launch/validate.py) call these.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 
-from .draft_check import _looks_local, read_local_config
+from . import aux_layers
 from .errors import Eagle3ConfigError
-from .patches.eagle3_capture import RULE_ENV, rule
+
+logger = logging.getLogger("sglang_eagle3_ext")
 
 FIX_DRAFT = "use an EAGLE-3 draft trained for this target"
 
@@ -31,7 +39,35 @@ class CheckResult:
         return asdict(self)
 
 
-def _get(cfg: dict, key: str):
+# ---------------------------------------------------------------- model folders
+
+def looks_local(path: str) -> bool:
+    """A hub id is 'org/name'; anything absolute, relative-dotted or ~ is meant as a local path."""
+    return os.path.isabs(path) or path.startswith((".", "~")) or os.path.exists(path)
+
+
+def read_local_config(path: str, role: str) -> dict | None:
+    """config.json of a local model folder; None for a hub id (left to SGLang)."""
+    if not looks_local(path):
+        return None
+    path = os.path.expanduser(path)
+    if not os.path.isdir(path):
+        raise Eagle3ConfigError(
+            f"{role} path {path!r} does not exist or is not a directory: "
+            f"pass the folder that holds the {role}'s config.json and weights")
+    cfg_path = os.path.join(path, "config.json")
+    try:
+        with open(cfg_path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise Eagle3ConfigError(f"{role} folder {path!r} has no config.json: "
+                                f"point to a Hugging Face-style model folder") from None
+    except (OSError, ValueError) as e:
+        raise Eagle3ConfigError(f"{role} config {cfg_path!r} cannot be read ({e}): "
+                                f"fix its permissions or JSON") from None
+
+
+def config_value(cfg: dict, key: str):
     """A config key, also from text_config (multimodal targets nest the language model's)."""
     if key in cfg:
         return cfg[key]
@@ -49,7 +85,7 @@ def _read_json(path: str) -> dict | None:
 # ---------------------------------------------------------------- 1. hidden size
 
 def check_hidden(tcfg: dict, dcfg: dict) -> list[CheckResult]:
-    t = _get(tcfg, "hidden_size")
+    t = config_value(tcfg, "hidden_size")
     key = "target_hidden_size" if dcfg.get("target_hidden_size") is not None else "hidden_size"
     d = dcfg.get(key)
     if t is None or d is None:
@@ -67,7 +103,7 @@ def check_hidden(tcfg: dict, dcfg: dict) -> list[CheckResult]:
 # ---------------------------------------------------------------- 2. vocab
 
 def check_vocab(tcfg: dict, dcfg: dict) -> list[CheckResult]:
-    t, d, dv = _get(tcfg, "vocab_size"), dcfg.get("vocab_size"), dcfg.get("draft_vocab_size")
+    t, d, dv = config_value(tcfg, "vocab_size"), dcfg.get("vocab_size"), dcfg.get("draft_vocab_size")
     if t is None or d is None:
         who = "target" if t is None else "draft"
         return [CheckResult("vocab", "fail", f"{who} config.json has no vocab_size: point to a "
@@ -133,7 +169,7 @@ def _is_int(dtype: str) -> bool:
 # ---------------------------------------------------------------- 3. d2t / t2d
 
 def check_d2t(tcfg: dict, dcfg: dict, files: dict | None, why: str) -> list[CheckResult]:
-    vocab = _get(tcfg, "vocab_size")
+    vocab = config_value(tcfg, "vocab_size")
     dv = dcfg.get("draft_vocab_size") or dcfg.get("vocab_size")
     if files is None:
         return [CheckResult("d2t", "skipped", f"{why}; d2t not checked (save the draft as "
@@ -195,69 +231,51 @@ def check_d2t(tcfg: dict, dcfg: dict, files: dict | None, why: str) -> list[Chec
 
 # ---------------------------------------------------------------- 4. aux layer ids
 
-def default_aux_layer_ids(num_layers: int) -> list[int]:
-    """SpecForge's default (and SGLang's when the draft config names none)."""
-    return [1, num_layers // 2 - 1, num_layers - 4]
-
-
-def check_aux_ids(tcfg: dict, dcfg: dict, files: dict | None) -> list[CheckResult]:
-    L = _get(tcfg, "num_hidden_layers")
+def check_aux_ids(tcfg: dict, dcfg: dict, files: dict | None, rule: str) -> list[CheckResult]:
+    """The ids SGLang will pass (or the default), read under `rule`: valid for this target and
+    the draft's fc; ids the draft names where SGLang does not read them must agree."""
+    L = config_value(tcfg, "num_hidden_layers")
     if not isinstance(L, int):
         return [CheckResult("aux_layer_ids", "fail", "target config.json has no "
                             "num_hidden_layers: point to a complete Hugging Face config.json")]
-    ids = (dcfg.get("eagle_config") or {}).get("eagle_aux_hidden_state_layer_ids")
-    key = "eagle_config.eagle_aux_hidden_state_layer_ids"
+    ids = aux_layers.ids_in_draft_config(dcfg)
+    how, source = rule, aux_layers.IDS_KEY
     if ids is None:
-        ids, source = default_aux_layer_ids(L), f"default {{1, L//2-1, L-4}} (no {key} in draft config)"
-    else:
-        source = key
-    fix = f"set {key} in the draft's config.json to the target layers it was trained on"
-    if not isinstance(ids, list) or not ids:
-        return [CheckResult("aux_layer_ids", "fail", f"draft {key} is {ids!r}, not a list of layer "
-                                                     f"ids: {fix}")]
-    out = []
-    # The id rule (patches/eagle3_capture.py): 'leaving' ids end at L-1 (the final layer's output),
-    # 'entering' ids at L.
-    how = rule()
-    top = L - 1 if how == "leaving" else L
-    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= top]
-    if bad:
-        out.append(CheckResult("aux_layer_ids", "fail",
-                               f"aux layer ids {ids} from {source} have {bad} outside [0, {top}] "
-                               f"for a {L}-layer target (rule '{how}', {RULE_ENV}): {fix}, or {FIX_DRAFT}"))
-    elif len(set(ids)) == len(ids) and ids != sorted(ids):
-        out.append(CheckResult("aux_layer_ids", "fail",
-                               f"aux layer ids {ids} from {source} are not ascending (the target "
-                               f"captures states in layer order, so the draft's fc would see them "
-                               f"permuted): {fix}"))
-    dups = sorted({i for i in ids if ids.count(i) > 1}, key=str)
-    if dups:
-        # The target captures each layer once; the draft's fc still expects len(ids) states.
-        out.append(CheckResult("aux_layer_ids", "fail",
-                               f"aux layer ids {ids} from {source} repeat layer(s) {dups} for a "
-                               f"{L}-layer target (the draft's fc expects {len(ids)} distinct "
-                               f"states): {fix}"))
-    n = len(ids)
-    n_cfg = dcfg.get("num_aux_hidden_states")
-    if n_cfg is not None and n_cfg != n:
-        out.append(CheckResult("aux_layer_ids", "fail",
-                               f"draft num_aux_hidden_states {n_cfg} != {n} aux layer ids {ids} "
-                               f"from {source}: make them agree in the draft's config.json"))
+        ids, how, source = aux_layers.default_ids(L), aux_layers.LEAVING, aux_layers.DEFAULT_SOURCE
     width = ", fc not checked"
+    fc_inputs = None
     fc = _find(files, "fc.weight") if files else None
     h = dcfg.get("target_hidden_size") or dcfg.get("hidden_size")
     # A hidden-size mismatch also breaks the fc width; the hidden_size check reports that one.
-    if fc is not None and isinstance(h, int) and h == _get(tcfg, "hidden_size"):
-        shape, _ = _header(files, fc)
-        width = f", fc input {shape[-1]}"
-        if shape[-1] != n * h:
-            out.append(CheckResult(
+    if fc is not None and isinstance(h, int) and h == config_value(tcfg, "hidden_size"):
+        fc_inputs = _header(files, fc)[0][-1]
+        width = f", fc input {fc_inputs}"
+    found = aux_layers.problems(ids, L, how, source, fc_inputs, h)
+    out = [CheckResult("aux_layer_ids", "fail", m) for m in found]
+    n_cfg = dcfg.get("num_aux_hidden_states")
+    if isinstance(ids, list) and n_cfg is not None and n_cfg != len(ids):
+        out.append(CheckResult("aux_layer_ids", "fail",
+                               f"draft num_aux_hidden_states {n_cfg} != {len(ids)} aux layer ids "
+                               f"{ids} from {source}: make them agree in the draft's config.json"))
+    if out:
+        return out
+    entering = aux_layers.layers_to_read(ids, L, how, source)
+    note = ""
+    top = aux_layers.top_level_ids(dcfg)
+    if top is not None:  # SGLang does not read these; they must name the states it does read
+        named_as = aux_layers.rule_naming(top, L, entering)
+        if named_as is None:
+            return [CheckResult(
                 "aux_layer_ids", "fail",
-                f"draft fc.weight takes {shape[-1]} inputs but {n} aux layer ids {ids} from "
-                f"{source} x hidden {h} = {n * h} (the draft was trained on "
-                f"{shape[-1] / h:g} target layers): {fix}"))
-    return out or [CheckResult("aux_layer_ids", "ok", f"{ids} from {source}, target has {L} "
-                                                      f"layers{width}")]
+                f"the draft's config.json names aux layer ids {top} at its top level, where "
+                f"SGLang does not read them; it reads {ids} from {source} (rule '{how}'): the "
+                f"states entering layers {entering}, which {top} name under neither rule: move "
+                f"the ids the draft was trained on into {aux_layers.IDS_KEY} (and set "
+                f"{aux_layers.RULE_ENV}=entering if they are entering ids)")]
+        note = f"; top-level ids {top} (not read by SGLang) name the same states as {named_as} ids"
+    return [CheckResult("aux_layer_ids", "ok",
+                        f"{ids} from {source} (rule '{how}'): the states entering layers "
+                        f"{entering} of the {L}-layer target{width}{note}")]
 
 
 # ---------------------------------------------------------------- 5. tokenizer
@@ -313,16 +331,18 @@ def check_tokenizer(target_dir: str, draft_dir: str) -> list[CheckResult]:
 
 # ---------------------------------------------------------------- entry points
 
-def check_pair(target_dir: str, draft_dir: str) -> list[CheckResult]:
-    """Every check of the draft against the target; local folders only."""
+def check_pair(target_dir: str, draft_dir: str, rule: str | None = None) -> list[CheckResult]:
+    """Every check of the draft against the target; local folders only. rule: the aux-layer
+    rule the server will run with (default: this process's, aux_layers.rule_from_env)."""
     target_dir, draft_dir = str(target_dir), str(draft_dir)
     for role, path in (("target", target_dir), ("draft", draft_dir)):
-        if not _looks_local(path):
+        if not looks_local(path):
             return [CheckResult("pairing", "skipped", f"{role} {path!r} is not a local folder "
                                                       f"(hub id): pairing left to SGLang")]
     try:
         tcfg = read_local_config(target_dir, "target")
         dcfg = read_local_config(draft_dir, "draft")
+        rule = rule or aux_layers.rule_from_env()
     except Eagle3ConfigError as e:
         return [CheckResult("configs", "fail", str(e))]
     target_dir, draft_dir = os.path.expanduser(target_dir), os.path.expanduser(draft_dir)
@@ -335,13 +355,49 @@ def check_pair(target_dir: str, draft_dir: str) -> list[CheckResult]:
                                                   f"re-download or re-save the draft's weights")]
     return (weights + check_hidden(tcfg, dcfg) + check_vocab(tcfg, dcfg)
             + check_d2t(tcfg, dcfg, files, why)
-            + check_aux_ids(tcfg, dcfg, files) + check_tokenizer(target_dir, draft_dir))
+            + check_aux_ids(tcfg, dcfg, files, rule) + check_tokenizer(target_dir, draft_dir))
 
 
-def validate_pair(target_dir: str, draft_dir: str) -> list[CheckResult]:
+def validate_pair(target_dir: str, draft_dir: str, rule: str | None = None) -> list[CheckResult]:
     """check_pair, raising Eagle3ConfigError with one failure per line if any check fails."""
-    results = check_pair(target_dir, draft_dir)
+    results = check_pair(target_dir, draft_dir, rule)
     failed = [r.detail for r in results if r.status == "fail"]
     if failed:
         raise Eagle3ConfigError("\n".join(failed))
     return results
+
+
+# ---------------------------------------------------------------- at startup
+
+def is_eagle3_architecture(arch: str) -> bool:
+    # LlamaForCausalLMEagle3, Eagle3DeepseekV2ForCausalLM, ... (SGLang's EAGLE-3 draft classes)
+    return "eagle3" in arch.lower()
+
+
+def check_speculative_args(args) -> None:
+    """Validate (and where unambiguous, fix) the speculative fields of a ServerArgs in place."""
+    algo = (getattr(args, "speculative_algorithm", None) or "").upper()
+    draft = getattr(args, "speculative_draft_model_path", None)
+    if algo not in ("EAGLE", "EAGLE3"):
+        return
+    if not draft:
+        if algo == "EAGLE3":
+            raise Eagle3ConfigError("--speculative-algorithm EAGLE3 needs a draft: "
+                                    "add --speculative-draft-model-path <EAGLE-3 draft folder>")
+        return
+    config = read_local_config(str(draft), "draft")
+    if config is None:
+        return
+    archs = config.get("architectures") or []
+    eagle3 = any(is_eagle3_architecture(a) for a in archs)
+    if algo == "EAGLE3" and not eagle3:
+        raise Eagle3ConfigError(
+            f"draft {draft!r} is not an EAGLE-3 model (architectures={archs}): "
+            f"use an EAGLE-3 draft (e.g. LlamaForCausalLMEagle3), or --speculative-algorithm EAGLE "
+            f"for an EAGLE-1/2 draft")
+    if algo == "EAGLE" and eagle3:
+        args.speculative_algorithm = "EAGLE3"
+        logger.warning("sglang-eagle3-ext: draft %s is an EAGLE-3 model (%s); "
+                       "--speculative-algorithm EAGLE upgraded to EAGLE3", draft, archs[0])
+    if eagle3:  # draft against target: sizes, d2t, layer ids, tokenizer (skips hub ids)
+        validate_pair(args.model_path, str(draft))

@@ -5,9 +5,8 @@ convention, a wrong d2t vocab map, a draft for another target, a dtype mix-up), 
 accept length sits near 1.0 and throughput falls below serving without a draft. Once SGLang's
 own warmup request has passed, we send a few greedy probe requests through the server's
 `/generate` (the normal request path) and read SGLang's own per-request counts back
-(meta_info spec_verify_ct, spec_num_correct_drafts):
-
-    accept length = 1 + accepted draft tokens / verify steps
+(meta_info spec_verify_ct, spec_num_correct_drafts) and compute the accept length as /metrics
+does (sglang_eagle3_ext.acceptance: 1 + accepted draft tokens / verify steps).
 
 Below SGLANG_EAGLE3_EXT_SELFCHECK_MIN_ACCEPT_LENGTH (default 1.1: the draft almost never
 agrees) the check fails. SGLANG_EAGLE3_EXT_SELFCHECK:
@@ -27,6 +26,7 @@ import logging
 import os
 from typing import Optional
 
+from .acceptance import from_requests
 from .errors import Eagle3ConfigError
 from .settings import BY_NAME
 from .settings import settings as all_settings
@@ -37,6 +37,9 @@ logger = logging.getLogger("sglang_eagle3_ext")
 MODE_ENV = BY_NAME["selfcheck"].env
 MIN_ENV = BY_NAME["selfcheck_min_accept_length"].env
 TOKENS_ENV = BY_NAME["selfcheck_tokens"].env
+MODES = BY_NAME["selfcheck"].choices
+DEFAULT_MIN_ACCEPT_LENGTH = BY_NAME["selfcheck_min_accept_length"].default
+DEFAULT_TOKENS = BY_NAME["selfcheck_tokens"].default
 STRICT_EXIT_CODE = 1
 
 # Short, ordinary prompts: any draft trained for its target agrees on some of these tokens.
@@ -58,14 +61,9 @@ def settings() -> tuple[str, float, int]:
 
 
 def measure(responses: list, num_draft_tokens: int) -> dict:
-    """Acceptance from the probes' meta_info, as SGLang counted it."""
-    steps = sum(r["meta_info"].get("spec_verify_ct", 0) for r in responses)
-    accepted = sum(r["meta_info"].get("spec_num_correct_drafts", 0) for r in responses)
-    out = {"probes": len(responses), "verify_steps": steps, "accepted_tokens": accepted,
-           "draft_tokens": steps * (num_draft_tokens - 1), "num_draft_tokens": num_draft_tokens}
-    if steps:
-        out["accept_length"] = 1 + accepted / steps
-        out["accept_rate"] = out["accept_length"] / num_draft_tokens
+    """Acceptance from the probes' meta_info, as SGLang counted it (sglang_eagle3_ext.acceptance)."""
+    out = from_requests((r["meta_info"] for r in responses), num_draft_tokens)
+    out["probes"] = out.pop("requests")
     return out
 
 
@@ -122,7 +120,7 @@ def _ssl_verify(server_args):
 
 
 def _export(result: dict, tokenizer_manager, server_args) -> None:
-    if not getattr(server_args, "enable_metrics", False) or "accept_length" not in result:
+    if not getattr(server_args, "enable_metrics", False) or result.get("accept_length") is None:
         return
     from prometheus_client import Gauge
 

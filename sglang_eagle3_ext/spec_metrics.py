@@ -39,6 +39,7 @@ import time
 from collections import deque
 from typing import Optional
 
+from .acceptance import accept_rate, step_accept_length
 from .live_guard import LiveGuard, settings as guard_settings
 
 logger = logging.getLogger("sglang_eagle3_ext")
@@ -151,7 +152,7 @@ class SpecMetrics:
         """correct_drafts: accepted draft tokens of each request-step of one batch."""
         for draft_s, verify_s in times:
             self.guard.add_time(draft_s, verify_s)
-        self.guard.add_accepts([1 + c for c in correct_drafts])
+        self.guard.add_steps(correct_drafts)
         if self.prom is not None:
             self._export(correct_drafts, num_draft_tokens, num_steps, times)
 
@@ -170,11 +171,12 @@ class SpecMetrics:
         p["accepted_tokens"].labels(**lab).inc(sum(correct_drafts))
         histogram = p["accept_length"].labels(**lab)
         for c in correct_drafts:
-            histogram.observe(1 + c)
+            histogram.observe(step_accept_length(c))
         for k in range(1, max(correct_drafts) + 1):
             p["position"].labels(**lab, position=str(k)).inc(sum(1 for c in correct_drafts if c >= k))
-        if self.guard.accept_length is not None and num_draft_tokens > 0:
-            p["accept_rate"].labels(**lab).set(self.guard.accept_length / num_draft_tokens)
+        rate = accept_rate(self.guard.accept_length, num_draft_tokens)
+        if rate is not None:
+            p["accept_rate"].labels(**lab).set(rate)
         if self.guard.break_even is not None:
             p["break_even"].labels(**lab).set(self.guard.break_even)
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 class PluginState:
     aux_capture: dict = field(default_factory=dict)  # forward mode -> layers captured
     aux_targets: dict = field(default_factory=dict)  # target class -> how it is adapted
+    aux_upstream_differs: dict = field(default_factory=dict)  # class -> where upstream reads otherwise
     tree_attention_calls: dict = field(default_factory=lambda: {"ran": 0, "fell_back": 0})
     selfcheck: dict = field(default_factory=lambda: {"status": "not run"})
+    patches: list = field(default_factory=list)  # the Patch objects, listed by sglang_eagle3_ext.patches
     _metrics: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -36,9 +38,8 @@ STATE = PluginState()
 
 def plugin_state() -> dict:
     """This process's plugin state as /get_server_info shows it."""
-    from sglang_eagle3_ext.patches import ALL_PATCHES
-
     return {"pid": os.getpid(),
-            "patches": {p.name: p.status for p in ALL_PATCHES},
+            "patches": {p.name: p.status for p in STATE.patches},
             "aux_capture": STATE.aux_capture, "aux_targets": STATE.aux_targets,
+            "aux_upstream_differs": STATE.aux_upstream_differs,
             "tree_attention_calls": STATE.tree_attention_calls}

@@ -46,3 +46,12 @@ def require_upstream(obj, what: str):
             pytest.fail(f"{what} not found in the pinned SGLang {pinned_sglang()}: update the cross-check")
         pytest.skip(f"this SGLang has no {what}")
     return obj
+
+
+def import_or_none(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None

@@ -30,18 +30,21 @@ class Server:
         self.log_path = log_path
         self.env = {**os.environ, "TRITON_INTERPRET": "1", **(env or {})}
         self.proc = None
+        self.startup_s = None  # launch to first healthy /health
 
     def __enter__(self):
         log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, cwd="/",
                                      env=self.env, start_new_session=True)
-        deadline = time.monotonic() + STARTUP_S
+        started = time.monotonic()
+        deadline = started + STARTUP_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}; log: {self.log_path}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
                     if r.status == 200:
+                        self.startup_s = time.monotonic() - started
                         return self
             except OSError:
                 time.sleep(1)

@@ -6,6 +6,7 @@ by SGLang through sgl.LLM with the CPU arguments. One engine start per architect
 
 import pytest
 
+from hf_reference import hf_greedy
 from isolated import run_engine
 from sglang_eagle3_ext.tiny_archs import build_target
 
@@ -30,22 +31,6 @@ ARCHS = [
 ]
 
 
-def hf_greedy(folder):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    out = []
-    for prompt in PROMPTS:
-        ids = tok(prompt)["input_ids"]
-        with torch.no_grad():
-            gen = model.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS,
-                                 min_new_tokens=NEW_TOKENS, do_sample=False)
-        out.append(gen[0, len(ids):].tolist())
-    return out
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 def test_sglang_greedy_equals_transformers(arch, tmp_path):
     folder = str(tmp_path / arch)
@@ -55,7 +40,7 @@ def test_sglang_greedy_equals_transformers(arch, tmp_path):
         build_target("glm4_moe_lite", folder, q_lora_rank=None)
     else:
         build_target(arch, folder)
-    expected = hf_greedy(folder)
+    expected = hf_greedy(folder, PROMPTS, NEW_TOKENS)
     got = run_engine(folder, None, prompts=PROMPTS, max_new_tokens=NEW_TOKENS,
                      sampling={"ignore_eos": True})["output_ids"]
     assert got == expected

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sglang_eagle3_ext.draft_check import check_speculative_args
+from sglang_eagle3_ext.pairing_check import check_speculative_args
 from sglang_eagle3_ext.errors import Eagle3ConfigError
 
 

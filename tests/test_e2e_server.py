@@ -67,6 +67,7 @@ def test_server_reports_accept_length_above_one(served):
 def test_plugin_state_comes_from_the_scheduler_process(served):
     state = served["info"]["internal_states"][0]["eagle3_ext"]
     assert state["pid"] != served["server_pid"]  # not the launcher/HTTP process
+    assert list(state["tp_ranks"]) == ["0"] and state["tp_ranks"]["0"]["pid"] == state["pid"]  # TP 1
     assert state["patches"]["tree_ops"] == "applied"
 
 

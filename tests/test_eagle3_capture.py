@@ -1,4 +1,5 @@
-"""The aux-layer-id rule, checked against transformers' hidden states through real SGLang."""
+"""The aux-layer-id rule, checked against transformers' hidden states through real SGLang (the
+rule on its own: test_aux_layers.py)."""
 
 import glob
 import json
@@ -6,31 +7,15 @@ import json
 import pytest
 
 from isolated import run_engine
-from sglang_eagle3_ext.patches.eagle3_capture import DUMP_ENV, entering_indices
+from sglang_eagle3_ext.patches.eagle3_capture import DUMP_ENV
 from sglang_eagle3_ext.tiny_models import build_eagle3_draft
 
 PROMPT = "The capital of France is"
 NEW_TOKENS = 8
-
-
-def test_rule_leaving_is_upstream_plus_one_and_allows_the_final_layer():
-    assert entering_indices([1, 13, 24], 28, "leaving") == [2, 14, 25]  # Qwen2.5-7B draft
-    assert entering_indices([0, 1, 3], 4, "leaving") == [1, 2, 4]  # 4 = after the last layer
-
-
-def test_rule_entering_takes_ids_as_they_are():
-    assert entering_indices([2, 46, 92], 92, "entering") == [2, 46, 92]
-
-
-@pytest.mark.parametrize("ids,layers,how,message", [
-    ([1, 2, 4], 4, "leaving", r"\[4\] out of range for a 4-layer target \(rule 'leaving': 0..3\)"),
-    ([1, 93], 92, "entering", r"\[93\] out of range .* 0..92"),
-    ([1, 1, 2], 4, "leaving", "distinct and ascending"),
-    ([2, 1, 3], 4, "leaving", "distinct and ascending"),
-])
-def test_rule_rejects_bad_ids(ids, layers, how, message):
-    with pytest.raises(ValueError, match=message):
-        entering_indices(ids, layers, how)
+# Aux layer ids per target (4 layers): 3 is the final layer's output, read at the final norm. One
+# target reads the final layer only where it is asked for: no hook on the norm then.
+IDS = {"llama": [0, 1, 2]}
+FINAL = [0, 1, 3]
 
 
 def hf_states(target, input_ids):
@@ -62,7 +47,7 @@ def captured(request, models, tmp_path_factory):
     if request.param != "qwen2":
         build_target(request.param, target)
     draft = str(root / "draft")
-    build_eagle3_draft(draft, target, kind="random", aux_layer_ids=[0, 1, 3])
+    build_eagle3_draft(draft, target, kind="random", aux_layer_ids=IDS.get(request.param, FINAL))
     mp = pytest.MonkeyPatch()
     mp.setenv(DUMP_ENV, str(root / "dump"))  # inherited by SGLang's scheduler process
     if request.param == "granite":
@@ -74,35 +59,51 @@ def captured(request, models, tmp_path_factory):
     import torch
 
     dumps = [torch.load(f) for f in sorted(glob.glob(str(root / "dump" / "*.pt")))]
-    return target, run, dumps
+    return target, run, dumps, IDS.get(request.param, FINAL)
 
 
 def test_captured_states_equal_transformers_at_the_documented_layers(captured):
     import torch
     from transformers import AutoTokenizer
 
-    target, run, dumps = captured
+    target, run, dumps, aux_ids = captured
     prefill = next(d for d in dumps if d["mode"] == "EXTEND")
     ids = AutoTokenizer.from_pretrained(target)(PROMPT)["input_ids"]
     assert prefill["input_ids"].tolist() == ids
     expected = hf_states(target, ids)
     assert len(prefill["aux"]) == 3
-    for got, layer in zip(prefill["aux"], [0, 1, 3]):  # 3 = the final layer's output
+    for got, layer in zip(prefill["aux"], aux_ids):
         torch.testing.assert_close(got, expected[layer], rtol=1e-4, atol=1e-4)
 
 
 def test_same_layers_in_every_forward_mode(captured):
-    target, run, dumps = captured
+    target, run, dumps, aux_ids = captured
     log = run["server_info"]["internal_states"][0]["eagle3_ext"]["aux_capture"]
     assert {"EXTEND", "TARGET_VERIFY"} <= set(log), log
-    assert {tuple(v["layers_entering"]) for v in log.values()} == {(1, 2, 4)}
+    assert {tuple(v["layers_entering"]) for v in log.values()} == {tuple(i + 1 for i in aux_ids)}
     assert {v["num_states"] for v in log.values()} == {3}
+    assert {v["final_norm_hooked"] for v in log.values()} == {aux_ids[-1] == 3}  # no hook, no copy
     assert {d["mode"] for d in dumps} >= {"EXTEND", "TARGET_VERIFY"}
-    how = run["server_info"]["internal_states"][0]["eagle3_ext"]["aux_targets"]
+    state = run["server_info"]["internal_states"][0]["eagle3_ext"]
     arch = json.load(open(f"{target}/config.json"))["architectures"][0]
     patched_as = {"DeepseekV3ForCausalLM": "DeepseekV2ForCausalLM"}.get(arch, arch)  # a subclass
-    assert how[patched_as] == ("hooks (no upstream adapter)" if arch == "GraniteForCausalLM"
-                               else "patched")
+    assert state["aux_targets"][patched_as] == ("hooks (no upstream adapter)"
+                                                if arch == "GraniteForCausalLM" else "patched")
+
+
+def test_one_warning_where_upstream_would_read_other_states(captured):
+    """SGLang 0.5.23's own adapters: Llama / Qwen2 / Glm4Moe read entering i + 1 for id i (so the
+    same layers, but never the final one); DeepSeek-style ones (Glm4MoeLite, DeepseekV2 and its
+    subclasses) add 1 only when the first id is 1, so [0, 1, 3] would read entering [0, 1, 3]."""
+    target, run, dumps, aux_ids = captured
+    arch = json.load(open(f"{target}/config.json"))["architectures"][0]
+    differs = run["server_info"]["internal_states"][0]["eagle3_ext"]["aux_upstream_differs"]
+    if arch == "GraniteForCausalLM" or aux_ids[-1] != 3:
+        assert arch not in differs, differs  # no upstream adapter / the same states
+    elif arch in ("Glm4MoeLiteForCausalLM", "DeepseekV3ForCausalLM"):
+        assert "would read the states entering [0, 1, 3]:" in differs[arch], differs
+    else:
+        assert "would read the states entering [1, 2] and not the final layer's output" in differs[arch]
 
 
 def test_verify_states_equal_transformers(captured):
@@ -112,13 +113,13 @@ def test_verify_states_equal_transformers(captured):
     import torch
     from transformers import AutoTokenizer
 
-    target, run, dumps = captured
+    target, run, dumps, aux_ids = captured
     ids = AutoTokenizer.from_pretrained(target)(PROMPT)["input_ids"]
     verify = next(d for d in dumps if d["mode"] == "TARGET_VERIFY")
     chain = verify["input_ids"].tolist()  # topk 1: a chain, so causal attention is the tree mask
     assert len(chain) == 4 and len(verify["aux"]) == 3  # speculative_num_draft_tokens, 3 aux ids
     expected = hf_states(target, ids + chain)
-    for got, layer in zip(verify["aux"], [0, 1, 3]):
+    for got, layer in zip(verify["aux"], aux_ids):
         torch.testing.assert_close(got, expected[layer][len(ids):], rtol=1e-4, atol=1e-4)
 
 
@@ -127,7 +128,7 @@ def test_eagle3_output_equals_transformers_greedy(captured):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target, run, dumps = captured
+    target, run, dumps, aux_ids = captured
     ids = AutoTokenizer.from_pretrained(target)(PROMPT)["input_ids"]
     hf = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
     with torch.no_grad():

@@ -13,6 +13,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import import_or_none as _module, require_upstream  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
@@ -295,7 +296,8 @@ def test_matches_sglangs_own_triton_kernel():
     invoke_fused_moe_kernel, in the interpreter) on a 128-aligned shard. SGLang gets activations
     quantized by torch (its own quant kernel hits the interpreter's fp8 rounding bug, see
     test_fp8_rounding_equals_torch) and keeps its fp16 intermediates: agreement to fp16 level."""
-    kernels = pytest.importorskip("sglang.kernels.ops.moe.fused_moe_triton_kernels")
+    kernels = require_upstream(_module("sglang.kernels.ops.moe.fused_moe_triton_kernels"),
+                               "sglang.kernels.ops.moe.fused_moe_triton_kernels")
     if DEVICE != "cpu":
         pytest.skip("CPU cross-check (on a GPU the benchmark compares with SGLang's full path)")
     E, hidden, inter, M, topk = 4, 256, 256, 6, 2

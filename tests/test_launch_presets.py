@@ -47,27 +47,33 @@ def write_config(folder, cfg):
     return str(folder)
 
 
-def draft_config(target, aux_ids):
+def draft_config(target, aux_ids, top_level=False):
+    """A draft config.json; aux_ids under eagle_config (read by SGLang) or at the top level (as
+    the GLM-4.7-FP8 draft's training config has them: not read by SGLang)."""
     h = target["hidden_size"]
     cfg = dict(architectures=["LlamaForCausalLMEagle3"], model_type="llama", hidden_size=h,
                intermediate_size=4 * h, num_hidden_layers=1, num_attention_heads=h // 128,
                num_key_value_heads=max(1, h // 512), head_dim=128, vocab_size=target["vocab_size"],
                draft_vocab_size=32000)
-    if aux_ids is not None:
+    if aux_ids is not None and top_level:
+        cfg["eagle_aux_hidden_state_layer_ids"] = aux_ids
+    elif aux_ids is not None:
         cfg["eagle_config"] = {"eagle_aux_hidden_state_layer_ids": aux_ids}
     return cfg
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """name -> (target dir, draft dir); the Llama draft names no ids (SGLang's default applies)."""
+    """name -> (target dir, draft dir); the Llama draft names no ids (SGLang's default applies),
+    the GLM-4.7-FP8 draft has them at the top level, as its training config does."""
     root = tmp_path_factory.mktemp("preset-models")
     presets = {p.data["name"]: p for p in load_presets().values()}
     out = {}
     for name, tcfg in TARGETS.items():
         ids = None if name == "llama31-8b" else presets[name].draft["aux_layer_ids"]
         out[name] = (write_config(root / name, tcfg),
-                     write_config(root / f"{name}-eagle3", draft_config(tcfg, ids)))
+                     write_config(root / f"{name}-eagle3",
+                                  draft_config(tcfg, ids, top_level=name == "glm47-fp8")))
     return out
 
 
@@ -112,13 +118,80 @@ def test_every_preset_command_parses_with_sglangs_own_arguments():
         assert parser.parse_args(base[3:]).speculative_algorithm is None and not base_env
 
 
-def test_a_draft_trained_on_other_layers_is_refused(folders, tmp_path):
-    # SpecForge's default ids named the other way round: [1, 45, 88] instead of [2, 46, 89].
+def test_the_glm47_fp8_draft_with_top_level_ids_fits(folders):
+    # SGLang passes no ids for it, so the default, leaving {1, 45, 88}, is read: the states
+    # entering [2, 46, 89], which the draft was trained on and the preset reads.
+    results = {r.name: r for r in validate_preset(load_presets()["glm47-fp8-low-latency"],
+                                                  *folders["glm47-fp8"])}
+    assert results["preset_draft"].status == "ok", results["preset_draft"].detail
+    assert results["preset_draft"].detail.startswith(
+        "[1, 45, 88] from the default {1, L//2-1, L-4} (the draft's config names no "
+        "eagle_config.eagle_aux_hidden_state_layer_ids) (rule 'leaving'): the states entering "
+        "layers [2, 46, 89], as thoughtworks/GLM-4.7-FP8-Eagle3 was trained")
+    assert results["aux_layer_ids"].status == "ok"
+    assert results["aux_layer_ids"].detail.endswith(
+        "top-level ids [2, 46, 89] (not read by SGLang) name the same states as entering ids")
+
+
+def test_the_same_layers_named_the_other_way_are_refused_with_the_fix(folders, tmp_path):
+    # SpecForge's default ids in its own (leaving) terms under the preset's 'entering' rule
     target, _ = folders["glm47-fp8"]
     draft = write_config(tmp_path / "d", draft_config(TARGETS["glm47-fp8"], [1, 45, 88]))
     msgs = failures(validate_preset(load_presets()["glm47-fp8-low-latency"], target, draft))
-    assert any("[1, 45, 88]" in m and "[2, 46, 89]" in m and "SGLANG_EAGLE3_EXT_AUX_LAYER_RULE" in m
-               for m in msgs), msgs
+    assert msgs == [
+        "preset_draft: draft aux layer ids [1, 45, 88] from "
+        "eagle_config.eagle_aux_hidden_state_layer_ids (rule 'entering') make the target read the "
+        "states entering layers [1, 45, 88], but thoughtworks/GLM-4.7-FP8-Eagle3, which preset "
+        "glm47-fp8-low-latency is for, was trained on the states entering [2, 46, 89]: they name "
+        "thoughtworks/GLM-4.7-FP8-Eagle3's layers as leaving ids: set "
+        "eagle_config.eagle_aux_hidden_state_layer_ids to [2, 46, 89] (entering ids), or launch "
+        "sglang.launch_server directly with SGLANG_EAGLE3_EXT_AUX_LAYER_RULE=leaving"]
+
+
+def test_a_draft_trained_on_other_layers_is_refused(folders, tmp_path):
+    target, _ = folders["glm47-fp8"]
+    draft = write_config(tmp_path / "d", draft_config(TARGETS["glm47-fp8"], [3, 47, 90]))
+    msgs = failures(validate_preset(load_presets()["glm47-fp8-low-latency"], target, draft))
+    assert len(msgs) == 1 and msgs[0].endswith(
+        "this draft was trained on other layers than thoughtworks/GLM-4.7-FP8-Eagle3: launch "
+        "sglang.launch_server directly (this preset sets SGLANG_EAGLE3_EXT_AUX_LAYER_RULE=entering)")
+
+
+def test_a_draft_without_ids_where_the_preset_reads_other_layers(folders, tmp_path):
+    from sglang_eagle3_ext.launch.presets import Preset
+
+    base = load_presets()["qwen25-7b-throughput"]
+    data = dict(base.data, draft=dict(base.data["draft"], aux_layer_ids=[2, 13, 25]))
+    target, _ = folders["qwen25-7b"]
+    draft = write_config(tmp_path / "d", draft_config(TARGETS["qwen25-7b"], None))
+    msgs = failures(validate_preset(Preset(base.id, data, base.variant), target, draft))
+    assert len(msgs) == 1 and msgs[0].endswith(
+        "if it is thoughtworks/Qwen2.5-7B-Instruct-Eagle3, add "
+        "eagle_config.eagle_aux_hidden_state_layer_ids: [2, 13, 25] to its config.json; otherwise "
+        "it was trained on other layers: launch sglang.launch_server directly (this preset sets "
+        "SGLANG_EAGLE3_EXT_AUX_LAYER_RULE=leaving)")
+
+
+def test_every_preset_value_names_its_source(tmp_path):
+    from sglang_eagle3_ext.launch.presets import HERE, PresetError
+
+    for preset in load_presets().values():
+        for key in [*preset.data["server_args"], *preset.data["variants"], "draft.aux_layer_ids"]:
+            assert preset.sources[key], (preset.id, key)
+    data = json.load(open(os.path.join(HERE, "glm51.json")))
+    del data["sources"]["tp_size"]
+    (tmp_path / "glm51.json").write_text(json.dumps(data))
+    with pytest.raises(PresetError, match=r"sources.tp_size missing or not one of model card"):
+        load_presets(str(tmp_path))
+
+
+def test_glm51_runs_the_cards_chain():
+    # SGLang 0.5.23 refuses topk > 1 with the DSA attention backend (64-token pages) it picks
+    presets = load_presets()
+    for variant in ("low-latency", "throughput"):
+        args = presets[f"glm51-{variant}"].server_args()
+        assert (args["speculative_num_steps"], args["speculative_eagle_topk"],
+                args["speculative_num_draft_tokens"]) == (3, 1, 4)
 
 
 def test_the_wrong_target_is_refused(folders):

@@ -75,7 +75,8 @@ def test_good_pairs_pass(models, target, draft_key):
     results = validate_pair(models[target], models[draft_key])
     assert [r.name for r in results] == NAMES
     assert [r.status for r in results] == ["ok", "ok", "ok", "ok", "skipped"]
-    assert results[3].detail == (f"[0, 1, 2] from {IDS_KEY}, target has 4 layers, fc input 192")
+    assert results[3].detail == (f"[0, 1, 2] from {IDS_KEY} (rule 'leaving'): the states entering "
+                                 f"layers [1, 2, 3] of the 4-layer target, fc input 192")
 
 
 def test_hub_ids_are_left_to_sglang(models):
@@ -208,16 +209,26 @@ def test_pytorch_bin_skips_the_weight_checks(models, draft):
 def test_aux_id_out_of_range(models, draft):
     edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [0, 1, 4]})
     assert error_of(models, draft) == (
-        f"aux layer ids [0, 1, 4] from {IDS_KEY} have [4] outside [0, 3] for a 4-layer target "
-        f"(rule 'leaving', SGLANG_EAGLE3_EXT_AUX_LAYER_RULE): {FIX_IDS}, or {FIX}")
+        f"aux layer ids [0, 1, 4] from {IDS_KEY} have [4] out of range for a 4-layer target "
+        f"(rule 'leaving': 0..3, SGLANG_EAGLE3_EXT_AUX_LAYER_RULE): {FIX_IDS}")
 
 
-def test_final_layer_id_is_allowed(models, draft, monkeypatch):
+def test_final_layer_id_is_allowed(models, draft):
     edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [0, 2, 3]})
-    assert validate_pair(models["target"], draft)[3].status == "ok"  # 3 = leaving the last layer
+    ok = validate_pair(models["target"], draft)[3]  # 3 = leaving the last layer
+    assert (ok.status, ok.detail) == ("ok", f"[0, 2, 3] from {IDS_KEY} (rule 'leaving'): the states "
+                                            f"entering layers [1, 3, 4] of the 4-layer target, fc "
+                                            f"input 192")
     edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [0, 2, 4]})
-    monkeypatch.setenv("SGLANG_EAGLE3_EXT_AUX_LAYER_RULE", "entering")  # 4 = entering "layer L"
+    assert validate_pair(models["target"], draft, rule="entering")[3].status == "ok"  # 4 = "layer L"
+
+
+def test_the_rule_comes_from_the_environment_by_default(models, draft, monkeypatch):
+    edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [0, 2, 4]})
+    monkeypatch.setenv("SGLANG_EAGLE3_EXT_AUX_LAYER_RULE", "entering")
     assert validate_pair(models["target"], draft)[3].status == "ok"
+    monkeypatch.setenv("SGLANG_EAGLE3_EXT_AUX_LAYER_RULE", "sideways")
+    assert "AUX_LAYER_RULE='sideways' is invalid: use one of leaving, entering" in error_of(models, draft)
 
 
 def test_aux_ids_not_ascending(models, draft):
@@ -228,16 +239,34 @@ def test_aux_ids_not_ascending(models, draft):
 def test_aux_ids_repeat(models, draft):
     edit_config(draft, eagle_config={"eagle_aux_hidden_state_layer_ids": [0, 1, 1]})
     assert error_of(models, draft) == (
-        f"aux layer ids [0, 1, 1] from {IDS_KEY} repeat layer(s) [1] for a 4-layer target "
-        f"(the draft's fc expects 3 distinct states): {FIX_IDS}")
+        f"aux layer ids [0, 1, 1] from {IDS_KEY} repeat layer(s) [1] (the draft's fc expects 3 "
+        f"distinct states): {FIX_IDS}")
 
 
 def test_default_aux_ids_repeat_on_a_shallow_target(models, draft):
     edit_config(draft, eagle_config=None)  # SpecForge default for L=4: [1, 1, 0]
+    default = f"the default {{1, L//2-1, L-4}} (the draft's config names no {IDS_KEY})"
+    assert error_of(models, draft).splitlines() == [
+        f"aux layer ids [1, 1, 0] from {default} repeat layer(s) [1] (the draft's fc expects 3 "
+        f"distinct states): {FIX_IDS}",
+        f"aux layer ids [1, 1, 0] from {default} are not ascending (states are captured in layer "
+        f"order, so the draft's fc would see them permuted): {FIX_IDS}"]
+
+
+def test_top_level_ids_must_name_the_states_read(models, draft):
+    # SGLang reads only eagle_config's ids; top-level ones (the GLM-4.7-FP8 fork's training config
+    # has [2, 46, 89] there) only pass when they name the states read, in either convention.
+    edit_config(draft, eagle_aux_hidden_state_layer_ids=[1, 2, 3])  # entering ids of [0, 1, 2]
+    ok = validate_pair(models["target"], draft)[3]
+    assert ok.detail.endswith("; top-level ids [1, 2, 3] (not read by SGLang) name the same states "
+                              "as entering ids")
+    edit_config(draft, eagle_aux_hidden_state_layer_ids=[0, 2, 3])
     assert error_of(models, draft) == (
-        f"aux layer ids [1, 1, 0] from default {{1, L//2-1, L-4}} (no {IDS_KEY} in draft config) "
-        f"repeat layer(s) [1] for a 4-layer target (the draft's fc expects 3 distinct states): "
-        f"{FIX_IDS}")
+        f"the draft's config.json names aux layer ids [0, 2, 3] at its top level, where SGLang "
+        f"does not read them; it reads [0, 1, 2] from {IDS_KEY} (rule 'leaving'): the states "
+        f"entering layers [1, 2, 3], which [0, 2, 3] name under neither rule: move the ids the "
+        f"draft was trained on into {IDS_KEY} (and set SGLANG_EAGLE3_EXT_AUX_LAYER_RULE=entering "
+        f"if they are entering ids)")
 
 
 def test_fc_width_disagrees_with_aux_ids(models, draft):

@@ -120,7 +120,7 @@ def test_settings_off_switch_and_bad_values(monkeypatch):
         selfcheck.settings()
     monkeypatch.setenv(selfcheck.MODE_ENV, "strict")
     monkeypatch.setenv(selfcheck.MIN_ENV, "one")
-    with pytest.raises(Eagle3ConfigError, match="not a number"):
+    with pytest.raises(Eagle3ConfigError, match="SELFCHECK_MIN_ACCEPT_LENGTH='one' is invalid: use a number"):
         selfcheck.settings()
 
 
@@ -153,16 +153,16 @@ def test_live_guard_break_even_once_and_rearm(caplog):
         guard.add_time(draft_s=0.003, verify_s=0.002)  # break-even (3 + 2) / 2 = 2.5
     assert guard.break_even == pytest.approx(2.5)
     with caplog.at_level(logging.WARNING, logger="sglang_eagle3_ext"):
-        guard.add_accepts([2, 2, 2])
+        guard.add_steps([1, 1, 1])  # 1 accepted: accept length 2
         assert guard.check() is None  # window not full yet
-        guard.add_accepts([2])
+        guard.add_steps([1])
         line = guard.check()
         assert line and "accept length 2.00" in line and "break-even 2.50" in line
-        guard.add_accepts([2, 2, 2, 2])
+        guard.add_steps([1, 1, 1, 1])
         assert guard.check() is None  # still below: logged once
-        guard.add_accepts([4, 4, 4, 4])
-        assert guard.check() is None  # recovered (4 >= 2.5): re-armed
-        guard.add_accepts([1, 1, 1, 1])
+        guard.add_steps([3, 3, 3, 3])
+        assert guard.check() is None  # recovered (accept length 4 >= 2.5): re-armed
+        guard.add_steps([0, 0, 0, 0])
         assert guard.check()
     assert sum("not paying off" in r.message for r in caplog.records) == 2
     assert LiveGuard(window=4, break_even=1.5).break_even == 1.5

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from server import Server
+from sglang_eagle3_ext.acceptance import from_requests
 
 PROMPTS = ["The capital of France is", "def add(a, b):", "One plus one is"]
 NUM_DRAFT_TOKENS = 4  # cpu_defaults.EAGLE3_ARGS: chain of 3 + the verified root
@@ -68,6 +69,8 @@ def test_accept_length_matches_sglang(served):
     sglang = sum(m["completion_tokens"] for m in metas) / sum(m["spec_verify_ct"] for m in metas)
     assert ours == pytest.approx(sglang, abs=0.15)
     assert ours >= 1.8  # the agreeing draft's first proposal is always right
+    # What the demo and the self-check print for the same requests is the number on /metrics.
+    assert from_requests(metas, NUM_DRAFT_TOKENS)["accept_length"] == pytest.approx(ours)
 
 
 def test_position_acceptance_sums_to_accepted_tokens(served):

@@ -13,6 +13,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import require_upstream  # noqa: E402
 
 from sglang_eagle3_ext.kernels import tree_reference  # noqa: E402
 from sglang_eagle3_ext.kernels.tree_attention import tree_attention_fwd  # noqa: E402
@@ -167,7 +168,7 @@ def sglang_extend_attention():
             return __import__(mod, fromlist=["extend_attention_fwd"]).extend_attention_fwd
         except ImportError:
             continue
-    pytest.skip("SGLang's Triton extend_attention_fwd not found")
+    require_upstream(None, "SGLang's Triton extend_attention_fwd")
 
 
 # (id, prefix lens, n, q heads, kv heads, head dim, v dim, page size, mla)

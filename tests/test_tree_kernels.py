@@ -11,6 +11,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import import_or_none as _module, require_upstream  # noqa: E402
 
 from sglang_eagle3_ext.kernels import (  # noqa: E402
     build_tree_kernel_efficient,
@@ -129,8 +130,8 @@ def dyadic_probs(bs, n, vocab, gen):
 
 
 def test_draft_tree_mirror_matches_sglang():
-    spec_utils = pytest.importorskip("sglang.srt.speculative.spec_utils")
-    eagle_utils = pytest.importorskip("sglang.srt.speculative.eagle_utils")
+    spec_utils = require_upstream(_module("sglang.srt.speculative.spec_utils"), "spec_utils")
+    eagle_utils = require_upstream(_module("sglang.srt.speculative.eagle_utils"), "eagle_utils")
     first = spec_utils._select_top_k_tokens_first
     later = spec_utils._select_top_k_tokens_later
     later = getattr(later, "_torchdynamo_orig_callable", later)  # skip torch.compile
@@ -181,7 +182,7 @@ def sglang_triton_op(name):
             continue
         if op is not None:
             return op
-    pytest.skip(f"this SGLang has no {name}")
+    require_upstream(None, name)
 
 
 # Cases small enough for upstream's scalar-loop kernel under the interpreter.

@@ -11,13 +11,14 @@ Two sources, chosen by which series the server exports:
   completion_tokens / spec_verify_ct, which counts that first token too.
 
 accept rate = accept length / draft tokens per step, as the model cards define it; draft accept
-rate = accepted draft tokens / proposed draft tokens.
+rate = accepted draft tokens / proposed draft tokens. The formulas are sglang_eagle3_ext.acceptance.
 """
 
 from __future__ import annotations
 
 import time
 
+from .. import acceptance as acc
 from .client import get_text
 
 OURS = {"steps": "sglang:eagle3_verify_steps_total",
@@ -70,25 +71,25 @@ def delta(after: dict | None, before: dict | None) -> dict | None:
 
 
 def acceptance(d: dict | None, num_draft_tokens: int | None) -> dict:
-    """Accept length / rates from a counter delta, and which counters they come from."""
+    """Accept length / rates from a counter delta (sglang_eagle3_ext.acceptance), and which
+    counters they come from."""
     if d is None:
         return {"source": None, "why": "no /metrics: start the server with --enable-metrics"}
     out = {"source": None, "accept_length": None, "accept_rate": None, "draft_accept_rate": None,
            "counters": {k: int(v) for k, v in d.items()}}
     if d.get("steps", 0) > 0:
-        out.update(source="eagle3_ext", accept_length=1 + d.get("accepted", 0) / d["steps"])
+        accepted, steps = d.get("accepted", 0), d["steps"]
+        out.update(source="eagle3_ext", accept_length=acc.accept_length(accepted, steps))
         if d.get("drafted"):
-            out["draft_accept_rate"] = d.get("accepted", 0) / d["drafted"]
+            out["draft_accept_rate"] = accepted / d["drafted"]  # the proposed count, as exported
     elif d.get("verify", 0) > 0:
         generated, verify = d.get("generated", 0), d["verify"]
-        from_verify = generated - d.get("requests", 0)  # one token per request comes from prefill
-        out.update(source="sglang", accept_length=from_verify / verify,
-                   tokens_per_verify=generated / verify)
-        if num_draft_tokens and num_draft_tokens > 1:
-            out["draft_accept_rate"] = (from_verify - verify) / (verify * (num_draft_tokens - 1))
+        accepted = acc.accepted_from_tokens(generated, d.get("requests", 0), verify)
+        out.update(source="sglang", accept_length=acc.accept_length(accepted, verify),
+                   tokens_per_verify=generated / verify,
+                   draft_accept_rate=acc.draft_accept_rate(accepted, verify, num_draft_tokens))
     else:
         out["why"] = "no verify steps in the window: not a speculative server"
         return out
-    if num_draft_tokens:
-        out["accept_rate"] = out["accept_length"] / num_draft_tokens
+    out["accept_rate"] = acc.accept_rate(out["accept_length"], num_draft_tokens)
     return out

@@ -29,9 +29,12 @@ def _is_eagle(worker) -> bool:
 
 
 def _labels(reporter):
-    """The scheduler's metric labels where this rank exports metrics, else None."""
+    """The scheduler's metric labels where this rank exports ours, else None. Only the
+    stats-logging rank (attention-TP rank 0) of each DP group: every TP rank settles the same
+    batch, so --enable-metrics-for-all-schedulers would otherwise count each step tp_size times."""
     collector = getattr(reporter, "metrics_collector", None)
-    if collector is None or not getattr(reporter, "current_scheduler_metrics_enabled", False):
+    if (collector is None or not getattr(reporter, "current_scheduler_metrics_enabled", False)
+            or not getattr(reporter, "is_stats_logging_rank", True)):
         return None
     return dict(getattr(collector, "labels", {}))
 
