@@ -72,6 +72,7 @@ _SCHEDULER_COMMON = {
     "fp8_moe_kernel": "skipped", "server_info": "applied", "spec_metrics": "applied",
     # the scheduler never imports the entry points these wait for
     "selfcheck.http": "pending", "selfcheck.engine": "pending", "selfcheck.state": "applied",
+    "openai_stream_logprobs": "pending",
 }
 PINNED_SCHEDULER = {
     # SGLang turns both off for --device cpu itself (no switch / its own speculative CPU rule)
@@ -80,10 +81,16 @@ PINNED_SCHEDULER = {
 }
 
 
+# Patches that cannot apply on a release (docs/compatibility.md says what that leaves unfixed there).
+# openai_stream_logprobs: their OpenAIServingChat._generate_stream_content has no `created` parameter.
+CANNOT_APPLY = {"0.5.16": {"openai_stream_logprobs"}, "0.5.13": {"openai_stream_logprobs"}}
+
+
 def test_doctor_targets_finds_what_every_wanted_patch_needs(smoke):
     compat = need(smoke, "compat")
-    bad = [(p["name"], p["verdict"], p["detail"]) for p in compat["patches"] if p["verdict"] == "cannot apply"]
-    assert compat["ok"] and not bad, bad
+    bad = {p["name"]: p["detail"] for p in compat["patches"] if p["verdict"] == "cannot apply"}
+    assert set(bad) == CANNOT_APPLY[smoke["version"]], bad
+    assert compat["ok"] == (not bad)
 
 
 def test_pinned_patch_statuses_in_the_scheduler(smoke):
