@@ -30,7 +30,9 @@ PROMPTS = ["The capital of France is", "def add(a, b):", "One plus one is"]
 NEW_TOKENS = 12
 SELFCHECK_PROBES = 4  # selfcheck.PROBES
 # The plugin's work on a rank: these must have applied in every rank process.
-RANK_PATCHES = ("cpu_rotary", "eagle3_capture", "tree_ops", "server_info", "spec_metrics")
+RANK_PATCHES = ("cpu_rotary", "tree_ops", "server_info", "spec_metrics")
+# one capture patch per target class; the one for the served architecture must be applied
+CAPTURE = {"dense": "eagle3_capture.Qwen2ForCausalLM", "moe": "eagle3_capture.Glm4MoeForCausalLM"}
 
 SERVERS = {
     "dense": dict(env={"SGLANG_EAGLE3_EXT_SELFCHECK": "warn", "SGLANG_EAGLE3_EXT_SELFCHECK_TOKENS": "8"},
@@ -112,8 +114,8 @@ def test_plugin_applied_in_both_rank_processes(served):
         assert "pid" in state, state  # a rank that did not report has only a status
         # The record comes from that rank's own scheduler process.
         assert served["titles"].get(state["pid"]) == f"sglang::scheduler_TP{tp_rank}", served["titles"]
-        for name in RANK_PATCHES:
-            assert state["patches"][name] == "applied", (tp_rank, name, state["patches"])
+        for name in (*RANK_PATCHES, CAPTURE[served["kind"]]):
+            assert state["patches"].get(name) == "applied", (tp_rank, name, state["patches"])
         # ...and that rank ran our capture in both the prefill and the verify forwards.
         assert {"EXTEND", "TARGET_VERIFY"} <= set(state["aux_capture"]), state["aux_capture"]
     assert ranks["0"]["patches"] == ranks["1"]["patches"]
