@@ -1,0 +1,197 @@
+"""Triton ``penalty_fixup``: exact penalties per draft-tree node, one launch per verify.
+
+Semantics (and the plain-torch twin): ``penalty_fixup_reference``. Each program owns one
+tree node's logits row and a block of the vocabulary: it walks from the node up to the root
+through the retrieval links (at most ``num_steps`` ancestors; a node's parent is found by
+stepping back along its sibling chain to the first child), marks the path's tokens in its
+block, and applies SGLang's penalty math to the block in SGLang's order. The state is read
+from SGLang's own penalizer tensors, never copied per node.
+
+``penalty_advance`` (one program per request) counts the accepted nodes' tokens into the
+same tensors in place, in order, after the verify step.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from .penalty_fixup_reference import PenaltyState
+
+BLOCK_V = 1024
+
+
+@triton.jit
+def _penalty_fixup_kernel(
+    logits_ptr, cand_ptr, next_token_ptr, next_sibling_ptr,
+    freq_ptr, cum_freq_ptr, pres_ptr, cum_pres_ptr, rep_ptr, cum_rep_ptr,
+    min_new_ptr, out_len_ptr, stop_ptr, bias_ptr,
+    logits_stride, cand_stride, next_token_stride, next_sibling_stride,
+    freq_stride, cum_freq_stride, pres_stride, cum_pres_stride, rep_stride, cum_rep_stride,
+    min_new_stride, out_len_stride, stop_stride, bias_stride,
+    n, vocab,
+    N_PAD: tl.constexpr, MAX_PATH: tl.constexpr, BLOCK: tl.constexpr,
+    HAS_FREQ: tl.constexpr, HAS_PRES: tl.constexpr, HAS_REP: tl.constexpr,
+    HAS_MIN: tl.constexpr, HAS_BIAS: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    b = row // n
+    node = (row % n).to(tl.int32)
+    offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    in_vocab = offs < vocab
+
+    nodes = tl.arange(0, N_PAD)
+    first_child = tl.load(next_token_ptr + b * next_token_stride + nodes, mask=nodes < n, other=-2)
+    next_sib = tl.load(next_sibling_ptr + b * next_sibling_stride + nodes, mask=nodes < n, other=-2)
+
+    if HAS_FREQ:
+        f = tl.load(freq_ptr + b * freq_stride)
+        cum_freq = tl.load(cum_freq_ptr + b * cum_freq_stride + offs, mask=in_vocab, other=0.0)
+    seen = offs < 0  # all False
+    path_len = 0
+    cur = node
+    # Walk node -> root. Each frequency add is the same +f on its own column, so the walk's
+    # order gives the same bits as SGLang's per-token scatter_add_ in generation order.
+    for _ in range(MAX_PATH):
+        if cur >= 0:
+            tok = tl.load(cand_ptr + b * cand_stride + cur)
+            hit = offs == tok
+            seen = seen | hit
+            if HAS_FREQ:
+                cum_freq = tl.where(hit, cum_freq + f, cum_freq)
+            path_len += 1
+            if cur == 0:
+                cur = cur - 1  # the root ends the walk
+            else:
+                # parent = the node whose first child starts cur's sibling chain
+                c = cur
+                parent = cur * 0 - 1
+                steps = 0
+                while (parent == -1) & (c >= 0) & (steps < N_PAD):
+                    p = tl.max(tl.where(first_child == c, nodes, -1))
+                    if p >= 0:
+                        parent = p
+                    else:
+                        c = tl.max(tl.where(next_sib == c, nodes, -1))
+                    steps += 1
+                cur = parent
+
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    if HAS_FREQ:
+        acc = acc - cum_freq
+    if HAS_PRES:
+        p_val = tl.load(pres_ptr + b * pres_stride)
+        cum_pres = tl.load(cum_pres_ptr + b * cum_pres_stride + offs, mask=in_vocab, other=0.0)
+        acc = acc - tl.where(seen, p_val, cum_pres)
+    if HAS_MIN:
+        generated = tl.load(out_len_ptr + b * out_len_stride) + path_len
+        if generated < tl.load(min_new_ptr + b * min_new_stride):
+            acc = acc + tl.load(stop_ptr + b * stop_stride + offs, mask=in_vocab, other=0.0)
+
+    ptrs = logits_ptr + row * logits_stride + offs
+    raw = tl.load(ptrs, mask=in_vocab, other=0.0)
+    x = (raw.to(tl.float32) + acc).to(raw.dtype).to(tl.float32)  # logits.add_ rounds to its dtype
+    if HAS_REP:
+        r_val = tl.load(rep_ptr + b * rep_stride)
+        cum_rep = tl.load(cum_rep_ptr + b * cum_rep_stride + offs, mask=in_vocab, other=1.0)
+        scale = tl.where(seen, r_val, cum_rep)
+        x = tl.where(x < 0, x * scale, x / scale).to(raw.dtype).to(tl.float32)
+    if HAS_BIAS:
+        x = x + tl.load(bias_ptr + b * bias_stride + offs, mask=in_vocab, other=0.0)
+    tl.store(ptrs, x.to(raw.dtype), mask=in_vocab)
+
+
+@triton.jit
+def _penalty_advance_kernel(
+    draft_ptr, accept_index_ptr, accept_lens_ptr,
+    freq_ptr, cum_freq_ptr, pres_ptr, cum_pres_ptr, rep_ptr, cum_rep_ptr, out_len_ptr,
+    accept_stride, freq_stride, cum_freq_stride, pres_stride, cum_pres_stride,
+    rep_stride, cum_rep_stride, out_len_stride,
+    WIDTH: tl.constexpr,
+    HAS_FREQ: tl.constexpr, HAS_PRES: tl.constexpr, HAS_REP: tl.constexpr, HAS_LEN: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    count = tl.load(accept_lens_ptr + b)
+    for i in range(WIDTH):  # sequential: a token seen twice gets two frequency adds
+        if i < count:
+            node = tl.load(accept_index_ptr + b * accept_stride + i).to(tl.int64)
+            tok = tl.load(draft_ptr + node).to(tl.int64)
+            if HAS_FREQ:
+                ptr = cum_freq_ptr + b * cum_freq_stride + tok
+                tl.store(ptr, tl.load(ptr) + tl.load(freq_ptr + b * freq_stride))
+            if HAS_PRES:
+                tl.store(cum_pres_ptr + b * cum_pres_stride + tok, tl.load(pres_ptr + b * pres_stride))
+            if HAS_REP:
+                tl.store(cum_rep_ptr + b * cum_rep_stride + tok, tl.load(rep_ptr + b * rep_stride))
+    if HAS_LEN:
+        ptr = out_len_ptr + b * out_len_stride
+        tl.store(ptr, tl.load(ptr) + count.to(ptr.dtype.element_ty))
+
+
+def _arg(t, dummy):
+    """(pointer, row stride) of an optional state tensor; a dummy pointer where it is off."""
+    return (dummy, 0) if t is None else (t, t.stride(0))
+
+
+def _check_tree(candidates, retrive_next_token, retrive_next_sibling):
+    from .tree_verify import check_rows
+
+    bs, n = candidates.shape
+    check_rows(bs, candidates=candidates, retrive_next_token=retrive_next_token,
+               retrive_next_sibling=retrive_next_sibling)
+    if retrive_next_token.shape[1] != n or retrive_next_sibling.shape[1] != n:
+        raise ValueError("retrieval links must have one entry per draft token")
+
+
+def penalty_fixup(logits: torch.Tensor, candidates: torch.Tensor, retrive_next_token: torch.Tensor,
+                  retrive_next_sibling: torch.Tensor, state: PenaltyState,
+                  max_path: int | None = None) -> None:
+    """Exact penalties per tree node on ``logits`` [bs * n, V], in place.
+
+    ``max_path``: most nodes on a root-to-node path (num_steps + 1); default n (any tree)."""
+    bs, n = candidates.shape
+    vocab = logits.shape[1]
+    if logits.dim() != 2 or logits.shape[0] != bs * n or logits.stride(1) != 1:
+        raise ValueError("logits must be [bs * draft_tokens, vocab] with unit column stride")
+    _check_tree(candidates, retrive_next_token, retrive_next_sibling)
+    state.check(bs, vocab)
+    if bs == 0 or not state.any():
+        return
+    d = logits
+    s = state
+    args = [_arg(t, d) for t in (s.frequency, s.cum_frequency, s.presence, s.cum_presence,
+                                 s.repetition, s.cum_repetition, s.min_new_tokens, s.out_len,
+                                 s.stop_penalties, s.logit_bias)]
+    ptrs, strides = zip(*args)
+    block = min(BLOCK_V, triton.next_power_of_2(vocab))
+    _penalty_fixup_kernel[(bs * n, triton.cdiv(vocab, block))](
+        logits, candidates, retrive_next_token, retrive_next_sibling, *ptrs,
+        logits.stride(0), candidates.stride(0), retrive_next_token.stride(0),
+        retrive_next_sibling.stride(0), *strides, n, vocab,
+        N_PAD=triton.next_power_of_2(n), MAX_PATH=min(max_path or n, n), BLOCK=block,
+        HAS_FREQ=s.frequency is not None, HAS_PRES=s.presence is not None,
+        HAS_REP=s.repetition is not None, HAS_MIN=s.min_new_tokens is not None,
+        HAS_BIAS=s.logit_bias is not None,
+    )
+
+
+def penalty_advance(state: PenaltyState, draft_tokens: torch.Tensor, accept_index: torch.Tensor,
+                    accept_lens: torch.Tensor) -> None:
+    """Count the accepted nodes' tokens (root and accepted drafts) into the state, in place."""
+    bs, width = accept_index.shape
+    if bs == 0:
+        return
+    if accept_index.stride(1) != 1 or accept_lens.numel() != bs:
+        raise ValueError("accept_index must be [bs, width] with unit column stride, accept_lens [bs]")
+    s = state
+    if s.frequency is None and s.presence is None and s.repetition is None and s.out_len is None:
+        return
+    d = accept_lens
+    args = [_arg(t, d) for t in (s.frequency, s.cum_frequency, s.presence, s.cum_presence,
+                                 s.repetition, s.cum_repetition, s.out_len)]
+    ptrs, strides = zip(*args)
+    _penalty_advance_kernel[(bs,)](
+        draft_tokens.reshape(-1), accept_index, accept_lens.contiguous(), *ptrs,
+        accept_index.stride(0), *strides[:6], strides[6],
+        WIDTH=width, HAS_FREQ=s.frequency is not None, HAS_PRES=s.presence is not None,
+        HAS_REP=s.repetition is not None, HAS_LEN=s.out_len is not None,
+    )
