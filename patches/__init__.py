@@ -1,35 +1,56 @@
-"""Every patch this plugin applies to SGLang, in order. One file per concern."""
+"""Every patch this plugin applies to SGLang, in order. One file per SGLang seam; each file declares
+its Patch(es) next to the code (see base.py for the contract)."""
 
-from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture,
-               fp8_moe_shards, llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics,
-               tree_attention, tree_ops)
-from .base import Patch
+from sglang_eagle3_ext.errors import Eagle3ConfigError
 
-ALL_PATCHES = [
-    Patch("llm_alias", "sgl.LLM = offline Engine (accepts model=)", llm_alias.apply),
-    Patch("draft_checks", "clear startup errors: missing / non-EAGLE-3 / ill-fitting draft",
-          draft_checks.apply),
-    Patch("cpu_rotary", "rotary embedding without CUDA/vllm -> forward_native", cpu_rotary.apply),
-    Patch("cpu_cache_locs", "verify KV slots without an accelerator (EAGLE topk > 1)",
-          cpu_cache_locs.apply),
-    Patch("mla_q_proj", "Glm4MoeLite with q_lora_rank null: load q_proj (SGLang drops it)",
-          mla_q_proj.apply),
-    Patch("eagle3_capture", "one aux-layer-id rule on every target, final layer too, logged per mode",
-          eagle3_capture.apply),
-    Patch("draft_dtype", "target states cast to the draft's dtype (bf16/FP8 target, fp16/fp32 draft)",
-          draft_dtype.apply),
-    Patch("tree_ops", "EAGLE tree build/verify where sgl-kernel's ops are missing", tree_ops.apply),
-    Patch("tree_attention", "target-verify attention on our Triton tree kernel (opt-in)",
-          tree_attention.apply),
-    Patch("fp8_moe_shards", "block-FP8 MoE at any TP shard; FP8 MoE forward on our Triton kernel",
-          fp8_moe_shards.apply),
-    Patch("server_info", "plugin state in /get_server_info from each scheduler", server_info.apply),
-    Patch("spec_metrics", "sglang:eagle3_* acceptance/timing metrics on /metrics, live break-even guard",
-          spec_metrics.apply),
-    Patch("selfcheck", "greedy acceptance probes after warmup: warn / strict / off", selfcheck.apply),
+from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, fp8_moe_shards,
+               llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics, tree_attention, tree_ops)
+from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
+
+ALL_PATCHES: list = [
+    llm_alias.PATCH,
+    draft_checks.PATCH,
+    cpu_rotary.PATCH,
+    cpu_cache_locs.PATCH,
+    mla_q_proj.PATCH,
+    *eagle3_capture.patches(),
+    draft_dtype.PATCH,
+    tree_ops.PATCH,
+    tree_attention.PATCH,
+    *fp8_moe_shards.PATCHES,
+    server_info.PATCH,
+    spec_metrics.PATCH,
+    *selfcheck.PATCHES,
 ]
+BY_NAME = {p.name: p for p in ALL_PATCHES}
+
+
+def groups() -> set:
+    """Names SGLANG_EAGLE3_EXT_DISABLE accepts: each patch, and a family (eagle3_capture, ...)."""
+    return set(BY_NAME) | {n.split(".")[0] for n in BY_NAME}
+
+
+def check_settings() -> None:
+    """Parse every setting now (an invalid one raises Eagle3ConfigError naming it)."""
+    from sglang_eagle3_ext.settings import settings, unknown_variables
+
+    chosen = settings()
+    unknown = [n for n in chosen.disable if n not in groups()]
+    if unknown:
+        raise Eagle3ConfigError(f"SGLANG_EAGLE3_EXT_DISABLE names unknown patch(es) {unknown}; "
+                                f"known: {', '.join(sorted(groups()))}")
+    typos = unknown_variables()
+    if typos:
+        raise Eagle3ConfigError(f"unknown setting(s) {typos}: `python -m sglang_eagle3_ext doctor` lists "
+                                f"the SGLANG_EAGLE3_EXT_* variables there are")
 
 
 def apply_all() -> dict:
-    """Apply each patch once; returns {name: status}."""
+    """Apply each patch once (deferred ones become pending); returns {name: status}."""
+    check_settings()
     return {p.name: p.run() for p in ALL_PATCHES}
+
+
+def revert_all() -> None:
+    for p in reversed(ALL_PATCHES):
+        p.revert()

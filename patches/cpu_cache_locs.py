@@ -8,9 +8,12 @@ while drafting), which is why only trees (topk > 1) hit this. We give that case 
 plain torch: for each request, req_to_token[row, start:end], concatenated in batch order.
 """
 
-from .base import NotApplicable, import_or_skip
+from .base import Patch, Target
 
+MODULE = "sglang.kernels.ops.speculative.cache_locs"
 _PLATFORM_FLAGS = ("_is_cuda", "_is_hip", "_is_musa", "_is_xpu", "_is_npu", "_is_cpu")
+_PARAMS = ("req_pool_indices", "req_to_token", "start_offset", "end_offset", "batch_size",
+           "draft_token_num", "device")
 
 
 def assign_extend_cache_locs_torch(req_pool_indices, req_to_token, start_offset, end_offset,
@@ -32,22 +35,33 @@ def assign_extend_cache_locs_torch(req_pool_indices, req_to_token, start_offset,
     return out
 
 
-def apply() -> str:
-    cache_locs = import_or_skip("sglang.kernels.ops.speculative.cache_locs")
-    if not hasattr(cache_locs, "assign_extend_cache_locs_func"):
-        raise NotApplicable("this SGLang has no assign_extend_cache_locs_func")
-    if not all(hasattr(cache_locs, f) for f in _PLATFORM_FLAGS):
-        raise NotApplicable("this SGLang's cache_locs does not branch per platform as expected")
-    if any(getattr(cache_locs, f) for f in _PLATFORM_FLAGS):
-        raise NotApplicable("SGLang has a kernel for this platform")
-    original = cache_locs.assign_extend_cache_locs_func
+def wanted():
+    import importlib
 
-    def assign_extend_cache_locs_func(*args, **kwargs):
-        out = original(*args, **kwargs)  # an out-of-tree platform may still answer
-        return assign_extend_cache_locs_torch(*args, **kwargs) if out is None else out
+    try:
+        cache_locs = importlib.import_module(MODULE)
+    except ImportError:
+        return None  # plan() reports the module as missing
+    on = [f for f in _PLATFORM_FLAGS if getattr(cache_locs, f, False)]
+    return f"SGLang has a kernel for this platform ({', '.join(on)})" if on else None
 
-    assign_extend_cache_locs_func.__eagle3_ext_wrapped__ = True
-    if not getattr(original, "__eagle3_ext_wrapped__", False):
-        # The uniform variant (EAGLE verify) calls it through this module global.
-        cache_locs.assign_extend_cache_locs_func = assign_extend_cache_locs_func
+
+def plan(p) -> str:
+    for flag in _PLATFORM_FLAGS:
+        p.get(f"{MODULE}:{flag}")  # the op branches on exactly these: none set = no branch runs
+
+    def make(original):
+        def assign_extend_cache_locs_func(*args, **kwargs):
+            out = original(*args, **kwargs)  # an out-of-tree platform may still answer
+            return assign_extend_cache_locs_torch(*args, **kwargs) if out is None else out
+
+        return assign_extend_cache_locs_func
+
+    p.wrap(f"{MODULE}:assign_extend_cache_locs_func", make)
     return "assign_extend_cache_locs -> torch (no accelerator, no sgl-kernel CPU build)"
+
+
+PATCH = Patch("cpu_cache_locs", "verify KV slots without an accelerator (EAGLE topk > 1)", plan,
+              wanted=wanted, targets=[
+                  Target(f"{MODULE}:assign_extend_cache_locs_func", params=_PARAMS, ordered=True),
+                  *[Target(f"{MODULE}:{f}", "read") for f in _PLATFORM_FLAGS]])

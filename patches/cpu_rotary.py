@@ -12,41 +12,57 @@ to the generic `get_rope` (the same class every other model gets).
 """
 
 import importlib.util
-import inspect
 
-from .base import NotApplicable, import_or_skip, wrap_method
+from .base import Patch, Target
+
+BASE = "sglang.srt.layers.rotary_embedding.base"
+FACTORY = "sglang.srt.layers.rotary_embedding.factory"
+# get_rope_cpu's leading parameters, which we pass on positionally (to it and to get_rope)
+ROPE_PARAMS = ("head_size", "rotary_dim", "max_position", "base", "is_neox_style", "rope_scaling",
+               "dtype", "partial_rotary_factor")
 
 
-def apply() -> str:
+def wanted():
     import torch
 
     if torch.cuda.is_available():
-        raise NotApplicable("CUDA is available; SGLang's own rotary kernels are used")
+        return "CUDA is available; SGLang's own rotary kernels are used"
     if importlib.util.find_spec("vllm") is not None:
-        raise NotApplicable("vllm is installed; its rotary kernel works")
-    base = import_or_skip("sglang.srt.layers.rotary_embedding.base")
-    init_src = inspect.getsource(base.RotaryEmbedding.__init__)
-    if "vllm._custom_ops" not in init_src or not hasattr(base, "_is_cpu"):
-        raise NotApplicable("this SGLang's RotaryEmbedding does not import vllm's kernel")
-    base._is_cpu = True
-    detail = "RotaryEmbedding -> forward_native (no CUDA, no vllm)"
-    factory = import_or_skip("sglang.srt.layers.rotary_embedding.factory")
-    if hasattr(factory, "get_rope_cpu") and hasattr(factory, "get_rope"):
-        wrap_method(factory, "get_rope_cpu", _plain_rope_to_get_rope(factory))
-        detail += "; plain RoPE on the CPU branch -> get_rope"
-    return detail
+        return "vllm is installed; its rotary kernel works"
+    return None
 
 
-def _plain_rope_to_get_rope(factory):
+def _plain_rope_to_get_rope(get_rope):
     def make(original):
         def get_rope_cpu(head_size, rotary_dim, max_position, base, is_neox_style=True,
                          rope_scaling=None, dtype=None, partial_rotary_factor=1.0, device=None):
             if rope_scaling is not None:
                 return original(head_size, rotary_dim, max_position, base, is_neox_style,
                                 rope_scaling, dtype, partial_rotary_factor, device)
-            return factory.get_rope(head_size, rotary_dim, max_position, base, is_neox_style,
-                                    None, dtype, partial_rotary_factor)
+            return get_rope(head_size, rotary_dim, max_position, base, is_neox_style,
+                            None, dtype, partial_rotary_factor)
 
         return get_rope_cpu
 
     return make
+
+
+def plan(p) -> str:
+    p.get(f"{BASE}:RotaryEmbedding.forward_native")
+    p.replace(f"{BASE}:_is_cpu", True)
+    detail = "RotaryEmbedding -> forward_native (no CUDA, no vllm)"
+    if p.has(f"{FACTORY}:get_rope_cpu"):
+        p.params(f"{FACTORY}:get_rope_cpu", ROPE_PARAMS + ("device",), ordered=True)
+        p.params(f"{FACTORY}:get_rope", ROPE_PARAMS, ordered=True)
+        p.wrap(f"{FACTORY}:get_rope_cpu", _plain_rope_to_get_rope(p.get(f"{FACTORY}:get_rope")))
+        detail += "; plain RoPE on the CPU branch -> get_rope"
+    return detail
+
+
+PATCH = Patch("cpu_rotary", "rotary embedding without CUDA/vllm -> forward_native", plan, wanted=wanted,
+              targets=[Target(f"{BASE}:_is_cpu", "set"),
+                       Target(f"{BASE}:RotaryEmbedding.forward_native", "read"),
+                       Target(f"{FACTORY}:get_rope_cpu", params=ROPE_PARAMS + ("device",), ordered=True,
+                              optional=True),
+                       Target(f"{FACTORY}:get_rope", "read", params=ROPE_PARAMS, ordered=True,
+                              optional=True)])

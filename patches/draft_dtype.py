@@ -10,7 +10,9 @@ and CUDA-graph paths see the same values.
 
 import logging
 
-from .base import patch_when_imported, wrap_method
+from .base import Patch, Target
+
+MODULE = "sglang.srt.models.llama_eagle3"
 
 logger = logging.getLogger("sglang_eagle3_ext")
 _logged = set()
@@ -55,22 +57,20 @@ def _cast_shared_embedding(model, want) -> None:
     embed._eagle3_ext_cast = want
 
 
-def _patch(module) -> None:
-    model_cls = getattr(module, "LlamaModel", None)
-    if model_cls is None or not hasattr(model_cls, "forward"):
-        logger.info("sglang-eagle3-ext: draft_dtype not applied: llama_eagle3 has no LlamaModel")
-        return
+def _make_forward(original):
+    def forward(self, input_ids, positions, forward_batch, *args, **kwargs):
+        cast_target_states(self, forward_batch)
+        return original(self, input_ids, positions, forward_batch, *args, **kwargs)
 
-    def make(original):
-        def forward(self, input_ids, positions, forward_batch, *args, **kwargs):
-            cast_target_states(self, forward_batch)
-            return original(self, input_ids, positions, forward_batch, *args, **kwargs)
-
-        return forward
-
-    wrap_method(model_cls, "forward", make)
+    return forward
 
 
-def apply() -> str:
-    patch_when_imported("sglang.srt.models.llama_eagle3", _patch)
-    return "llama_eagle3.LlamaModel.forward casts target states to the draft dtype (on import)"
+def plan(p) -> str:
+    p.wrap(f"{MODULE}:LlamaModel.forward", _make_forward)
+    return "llama_eagle3.LlamaModel.forward casts target states to the draft dtype"
+
+
+PATCH = Patch("draft_dtype", "target states cast to the draft's dtype (bf16/FP8 target, fp16/fp32 draft)",
+              plan, on_import=MODULE,
+              targets=[Target(f"{MODULE}:LlamaModel.forward",
+                              params=("input_ids", "positions", "forward_batch"), ordered=True)])

@@ -26,12 +26,16 @@ from __future__ import annotations
 import logging
 import os
 
-from .base import NotApplicable
+from sglang_eagle3_ext.settings import BY_NAME, settings
+from sglang_eagle3_ext.state import STATE
+
+from .base import Patch, Target
 
 logger = logging.getLogger("sglang_eagle3_ext")
 
-RULE_ENV = "SGLANG_EAGLE3_EXT_AUX_LAYER_RULE"
-DUMP_ENV = "SGLANG_EAGLE3_EXT_DUMP_AUX"
+RULE_ENV = BY_NAME["aux_layer_rule"].env
+DUMP_ENV = BY_NAME["dump_aux"].env
+EXTRA_TARGETS_ENV = BY_NAME["extra_targets"].env
 DUMP_LIMIT = 16
 
 # (module, class) of each target we serve, patched when its module is imported. GLM-5.x's
@@ -48,14 +52,11 @@ TARGETS = [
 ]
 
 # forward mode -> {"layers_entering": [...], "num_states": n}; read by server_info
-CAPTURE_LOG: dict = {}
+CAPTURE_LOG: dict = STATE.aux_capture
 
 
 def rule() -> str:
-    value = os.environ.get(RULE_ENV, "leaving").strip().lower()
-    if value not in ("leaving", "entering"):
-        raise ValueError(f"{RULE_ENV}={value!r}: use 'leaving' (default) or 'entering'")
-    return value
+    return settings().aux_layer_rule
 
 
 def entering_indices(layer_ids, num_layers: int, how: str) -> list[int]:
@@ -96,7 +97,7 @@ def _record(model, mode: str, aux, batch) -> None:
         CAPTURE_LOG[mode] = entry
         logger.info("sglang-eagle3-ext: %s captures aux states entering layers %s (%d states)",
                     mode, entry["layers_entering"], num_states)
-    dump_dir = os.environ.get(DUMP_ENV)
+    dump_dir = settings().dump_aux
     if dump_dir and model._eagle3_dumped < DUMP_LIMIT:
         import torch
 
@@ -188,54 +189,58 @@ def set_eagle3_layers_to_capture_by_hooks(self, layer_ids=None):
         install(self, entering, _record)
 
 
-# class name -> "patched" / "hooks (no upstream adapter)" / why not, filled as modules are imported
-TARGET_STATUS: dict = {}
-EXTRA_TARGETS_ENV = "SGLANG_EAGLE3_EXT_EXTRA_TARGETS"  # "module:Class,..." beyond our five
+# class name -> "patched" / "hooks (no upstream adapter)", filled as modules are imported
+TARGET_STATUS: dict = STATE.aux_targets
 
 
-def _patch_target(class_name: str, module) -> None:
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        TARGET_STATUS.setdefault(class_name, "not in this SGLang")
-        return
-    if hasattr(cls, "set_eagle3_layers_to_capture"):
-        cls.set_eagle3_layers_to_capture = set_eagle3_layers_to_capture
-        TARGET_STATUS[class_name] = "patched"
-    else:  # this SGLang has no adapter for it: ours reads the layer inputs through hooks
-        from .eagle3_hooks import add_worker_methods
+def _plan_target(module_name: str, class_name: str):
+    owner = f"{module_name}:{class_name}"
 
-        cls.set_eagle3_layers_to_capture = set_eagle3_layers_to_capture_by_hooks
-        add_worker_methods(cls)
-        TARGET_STATUS[class_name] = "hooks (no upstream adapter)"
-        logger.info("sglang-eagle3-ext: %s has no EAGLE-3 adapter in this SGLang; added one "
-                    "(forward hooks)", class_name)
+    def plan(p) -> str:
+        cls = p.get(owner)
+        if hasattr(cls, "set_eagle3_layers_to_capture"):
+            # its layer loop collects (layers_to_capture, capture_aux_hidden_states); we choose
+            p.get(f"{owner}.capture_aux_hidden_states", None)
+            p.add(f"{owner}.set_eagle3_layers_to_capture", set_eagle3_layers_to_capture)
+            how = "patched"
+        else:  # this SGLang has no adapter for it: ours reads the layer inputs through hooks
+            from .eagle3_hooks import get_embed_and_head
+
+            p.add(f"{owner}.set_eagle3_layers_to_capture", set_eagle3_layers_to_capture_by_hooks)
+            if not hasattr(cls, "get_embed_and_head"):
+                p.add(f"{owner}.get_embed_and_head", get_embed_and_head)
+            how = "hooks (no upstream adapter)"
+            logger.info("sglang-eagle3-ext: %s has no EAGLE-3 adapter in this SGLang; adding one "
+                        "(forward hooks)", class_name)
+        TARGET_STATUS[class_name] = how
+        return f"{class_name}: {how}, rule '{rule()}'"
+
+    return plan
 
 
 def _targets() -> list:
     extra = []
-    for item in os.environ.get(EXTRA_TARGETS_ENV, "").split(","):
-        if item.strip():
-            module_name, sep, class_name = item.strip().partition(":")
-            if not sep or not class_name:
-                raise ValueError(f"{EXTRA_TARGETS_ENV}: {item!r} is not 'module:Class' "
-                                 f"(e.g. sglang.srt.models.granite:GraniteForCausalLM)")
-            extra.append((module_name, class_name))
+    for item in settings().extra_targets:
+        module_name, sep, class_name = item.partition(":")
+        if not sep or not class_name:
+            from sglang_eagle3_ext.errors import Eagle3ConfigError
+
+            raise Eagle3ConfigError(f"{EXTRA_TARGETS_ENV}: {item!r} is not 'module:Class' "
+                                    f"(e.g. sglang.srt.models.granite:GraniteForCausalLM)")
+        extra.append((module_name, class_name))
     return TARGETS + extra
 
 
-def apply() -> str:
-    import functools
-
-    from .base import module_exists, patch_when_imported
-
-    rule()  # a bad SGLANG_EAGLE3_EXT_AUX_LAYER_RULE fails here, once, not inside a forward
-    watched = []
-    for module_name, class_name in _targets():
-        if not module_exists(module_name):
-            TARGET_STATUS.setdefault(class_name, "model not in this SGLang")
-            continue
-        patch_when_imported(module_name, functools.partial(_patch_target, class_name))
-        watched.append(class_name)
-    if not watched:
-        raise NotApplicable("none of the target model modules exists in this SGLang")
-    return f"rule '{rule()}' on {', '.join(watched)} (each when its model module is imported)"
+def patches() -> list:
+    """One deferred patch per target class: pending until SGLang imports its model module."""
+    out, targets = [], _targets()
+    classes = [c for _, c in targets]
+    for module_name, class_name in targets:
+        owner = f"{module_name}:{class_name}"
+        where = f"@{module_name.rsplit('.', 1)[-1]}" if classes.count(class_name) > 1 else ""
+        out.append(Patch(f"eagle3_capture.{class_name}{where}",
+                         f"aux-layer rule on {class_name}", _plan_target(module_name, class_name),
+                         on_import=module_name,
+                         targets=[Target(f"{owner}.set_eagle3_layers_to_capture", "add"),
+                                  Target(f"{owner}.get_embed_and_head", "add", optional=True)]))
+    return out

@@ -93,7 +93,3 @@ def get_embed_and_head(self):
     return self.model.embed_tokens.weight, self.lm_head.weight
 
 
-def add_worker_methods(cls) -> None:
-    """What else the EAGLE worker calls on a target, where the class lacks it."""
-    if not hasattr(cls, "get_embed_and_head"):
-        cls.get_embed_and_head = get_embed_and_head

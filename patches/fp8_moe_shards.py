@@ -9,14 +9,13 @@ all exact (kernels/fp8_regrid.py):
   * load: each checkpoint scale is repeated block/g times along the sharded dim before SGLang's
     loader slices this rank's part, so each g-slice carries the scale of its checkpoint block;
   * forward: Fp8MoEMethod.apply runs kernels/fp8_moe.py with blocks (g1, bk) / (bn, g2).
-The forward also takes aligned block-FP8 layers where enabled:
-
-    SGLANG_EAGLE3_EXT_FP8_MOE = auto (default: our kernel on CUDA sm89+ for calls of at most
-                                     SGLANG_EAGLE3_EXT_FP8_MOE_MAX_TOKENS tokens, default 256 --
-                                     decode and verify; SGLang's kernel for larger ones and elsewhere)
-                              | on   (our kernel everywhere, e.g. CPU with TRITON_INTERPRET=1)
-                              | off  (SGLang untouched: unaligned shards raise SGLang's ValueError)
-Unaligned (re-gridded) shards always run our kernel: SGLang's cannot.
+Two patches, because they answer different questions:
+  * fp8_moe_shards (on): layers SGLang refuses (unaligned shards) load and run on our kernel, the
+    only one that can run them. Aligned layers are left exactly as SGLang makes them.
+  * fp8_moe_kernel (off until benchmarks/results/ shows our kernel wins on a GPU):
+    SGLANG_EAGLE3_EXT_FP8_MOE=on sends aligned block-FP8 MoE calls of at most
+    SGLANG_EAGLE3_EXT_FP8_MOE_MAX_TOKENS tokens (default 256: decode and verify) to our kernel.
+Our kernel's support guard fails closed: a MoE config attribute it cannot read means "unsupported".
 
 Dense / shared-expert linears (Fp8LinearMethod) at such shards get the same treatment: per-layer
 blocks (g_n, g_k), checkpoint scales repeated to that grid before SGLang's loaders slice them, and
@@ -29,31 +28,23 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-import os
 from math import gcd
 
-from .base import NotApplicable, import_or_skip, wrap_method
+from sglang_eagle3_ext.settings import BY_NAME, settings
+
+from .base import NotApplicable, Patch, Target
 
 logger = logging.getLogger("sglang_eagle3_ext")
 
-ENV = "SGLANG_EAGLE3_EXT_FP8_MOE"
-CHOICES = ("auto", "on", "off")
-TOKENS_ENV = "SGLANG_EAGLE3_EXT_FP8_MOE_MAX_TOKENS"
-
-
-def max_tokens() -> int:
-    value = os.environ.get(TOKENS_ENV, "256")
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{TOKENS_ENV}={value!r} must be an integer (tokens per MoE call)") from None
-
-
-def mode() -> str:
-    value = os.environ.get(ENV, "auto").strip().lower()
-    if value not in CHOICES:
-        raise ValueError(f"{ENV}={value!r} is not one of {', '.join(CHOICES)}")
-    return value
+ENV = BY_NAME["fp8_moe"].env
+TOKENS_ENV = BY_NAME["fp8_moe_max_tokens"].env
+FP8 = "sglang.srt.layers.quantization.fp8"
+FUSED_MOE = "sglang.srt.layers.moe.fused_moe_triton.layer:FusedMoE"
+STANDARD = "sglang.srt.layers.moe.token_dispatcher.standard"
+SCALE_PARAM = "sglang.srt.layers.parameter:BlockQuantScaleParameter"
+SCALE_LOADERS = ("load_merged_column_weight", "load_row_parallel_weight", "load_column_parallel_weight")
+CREATE_PARAMS = ("layer", "hidden_size", "intermediate_size_per_partition")
+LINEAR_CREATE_PARAMS = ("layer", "input_size_per_partition", "output_partition_sizes", "input_size")
 
 
 # ------------------------------------------------------------------ create
@@ -83,17 +74,15 @@ def _give_regridded_scales(layer, hidden: int, inter: int, block_shape, blocks) 
                 "to gate/up %s, down %s (exact)", inter, list(block_shape), blocks[0], blocks[1])
 
 
-def _patch_create(fp8) -> str:
-    method = fp8.Fp8MoEMethod
+def _create_name(p) -> str:
+    """SGLang builds the MoE weights in a static create_fp8_moe_weight_ (newer) or create_weights."""
+    method = p.get(f"{FP8}:Fp8MoEMethod")
     static = isinstance(inspect.getattr_static(method, "create_fp8_moe_weight_", None), staticmethod)
-    name = "create_fp8_moe_weight_" if static else "create_weights"
-    original = getattr(method, name)
-    if getattr(original, "__eagle3_ext_wrapped__", False):
-        return name
+    return "create_fp8_moe_weight_" if static else "create_weights"
+
+
+def _make_create(original):
     sig = inspect.signature(original)
-    needed = {"layer", "hidden_size", "intermediate_size_per_partition"}
-    if not needed <= set(sig.parameters):
-        raise NotApplicable(f"Fp8MoEMethod.{name} has no {sorted(needed - set(sig.parameters))}")
 
     def create(*args, **kwargs):
         bound = sig.bind(*args, **kwargs)
@@ -104,7 +93,7 @@ def _patch_create(fp8) -> str:
         block = getattr(config, "weight_block_size", None)
         inter = a["intermediate_size_per_partition"]
         blocks = regrid_blocks(block, inter) if block_quant and block else None
-        if blocks is None or mode() == "off" or getattr(config, "use_mxfp8", False):
+        if blocks is None or getattr(config, "use_mxfp8", False):
             return original(*args, **kwargs)
         # SGLang's checks and scale shapes against blocks that divide the shard; shapes fixed below
         proxy = copy.copy(config)
@@ -121,23 +110,13 @@ def _patch_create(fp8) -> str:
         _give_regridded_scales(a["layer"], a["hidden_size"], inter, block, blocks)
         return result
 
-    wrapped = staticmethod(create) if static else create
-    create.__eagle3_ext_wrapped__ = True
-    setattr(method, name, wrapped)
-    return name
+    return create
 
 
 # ------------------------------------------------------------------ load
 
 
-def _patch_loader(layer_mod) -> None:
-    fused_moe = layer_mod.FusedMoE
-    params = list(inspect.signature(fused_moe.weight_loader).parameters)
-    if params[:4] != ["self", "param", "loaded_weight", "weight_name"] or "shard_id" not in params:
-        raise NotApplicable(f"FusedMoE.weight_loader{params} is not (self, param, loaded_weight, "
-                            "weight_name, shard_id, ...)")
-
-    def make(original):
+def _make_loader(original):
         def weight_loader(self, param, loaded_weight, weight_name, *args, **kwargs):
             regrid = getattr(param, "eagle3_regrid", None)
             if regrid:
@@ -149,8 +128,6 @@ def _patch_loader(layer_mod) -> None:
             return original(self, param, loaded_weight, weight_name, *args, **kwargs)
 
         return weight_loader
-
-    wrap_method(fused_moe, "weight_loader", make)
 
 
 # ------------------------------------------------------------------ forward
@@ -165,37 +142,43 @@ def _fp8_capable(x) -> bool:
     return torch.version.hip is None and torch.cuda.get_device_capability(x.device) >= (8, 9)
 
 
-def _ours_for(method, layer, x) -> bool:
-    if getattr(layer, "eagle3_fp8_blocks", None) is not None:
-        return True  # SGLang's kernels cannot run a re-gridded shard
-    choice = mode()
-    if choice == "off" or not getattr(method, "block_quant", False) or getattr(method, "use_mxfp8", False):
-        return False
+def _aligned_for_ours(method, layer, x) -> bool:
+    """fp8_moe_kernel: an aligned block-FP8 call of decode / verify size that our kernel can run."""
     import torch
 
+    if not getattr(method, "block_quant", False) or getattr(method, "use_mxfp8", False):
+        return False
     if layer.w13_weight.dtype != torch.float8_e4m3fn or not _fp8_capable(x):
         return False
-    if choice == "on":
-        return True
-    # auto: decode / verify batches on a GPU, where the kernel is built for bandwidth; larger
-    # (prefill) batches keep SGLang's tuned kernel until a benchmark says otherwise
-    return x.is_cuda and x.shape[0] <= max_tokens()
+    return x.shape[0] <= settings().fp8_moe_max_tokens
+
+
+_UNREADABLE = object()
 
 
 def _unsupported(method, layer) -> str | None:
-    cfg = method.moe_runner_config
+    """What our kernel would need that this layer lacks, or None. Fails closed: a runner-config field
+    that is not there (renamed upstream) counts as unsupported. A missing bias / input-scale
+    attribute is SGLang's way of saying the layer has none."""
+    cfg = getattr(method, "moe_runner_config", None)
+    fields = ("activation", "is_gated", "apply_router_weight_on_input", "no_combine", "gemm1_alpha",
+              "gemm1_clamp_limit", "swiglu_limit", "routed_scaling_factor")
+    got = {k: getattr(cfg, k, _UNREADABLE) for k in fields}
+    unreadable = [k for k, v in got.items() if v is _UNREADABLE]
+    if unreadable or getattr(layer, "moe_ep_size", _UNREADABLE) is _UNREADABLE:
+        return f"a MoE runner config it can read (missing: {', '.join(unreadable or ['moe_ep_size'])})"
     checks = [
-        (getattr(cfg, "activation", "silu") != "silu" or not getattr(cfg, "is_gated", True), "a gated SiLU MLP"),
-        (getattr(cfg, "apply_router_weight_on_input", False), "router weights applied to the output"),
-        (getattr(cfg, "no_combine", False), "combined top-k outputs"),
+        (got["activation"] != "silu" or not got["is_gated"], "a gated SiLU MLP"),
+        (got["apply_router_weight_on_input"], "router weights applied to the output"),
+        (got["no_combine"], "combined top-k outputs"),
         (getattr(layer, "w13_weight_bias", None) is not None, "no expert biases"),
         (getattr(layer, "w13_input_scale", None) is not None, "dynamic activation scales"),
-        (getattr(layer, "moe_ep_size", 1) > 1, "no expert parallelism"),
-        (any(getattr(cfg, k, None) is not None for k in ("gemm1_alpha", "gemm1_clamp_limit", "swiglu_limit")),
+        (layer.moe_ep_size > 1, "no expert parallelism"),
+        (any(got[k] is not None for k in ("gemm1_alpha", "gemm1_clamp_limit", "swiglu_limit")),
          "no SwiGLU clamps"),
+        (not _fp8_capable(layer.w13_weight), "an sm89+ NVIDIA GPU (or CPU with TRITON_INTERPRET=1)"),
+        (str(layer.w13_weight.dtype) != "torch.float8_e4m3fn", "float8_e4m3fn weights"),
     ]
-    checks.append((not _fp8_capable(layer.w13_weight), "an sm89+ NVIDIA GPU (or CPU with TRITON_INTERPRET=1)"))
-    checks.append((str(layer.w13_weight.dtype) != "torch.float8_e4m3fn", "float8_e4m3fn weights"))
     runner = getattr(getattr(method, "runner", None), "runner_backend", None)
     if runner is not None and not runner.is_triton():
         checks.append((True, f"the triton MoE runner backend (have {runner})"))
@@ -203,23 +186,26 @@ def _unsupported(method, layer) -> str | None:
     return ", ".join(missing) if missing else None
 
 
-def _patch_forward(fp8, standard) -> None:
+def _make_forward(standard, aligned: bool):
+    """Fp8MoEMethod.apply on our kernel: re-gridded layers (fp8_moe_shards), or aligned ones of
+    decode / verify size (fp8_moe_kernel, aligned=True)."""
     from sglang_eagle3_ext.kernels.fp8_moe import fused_experts_fp8
 
     def make(original):
         def apply(self, layer, dispatch_output, *args, **kwargs):
             x = dispatch_output.hidden_states
-            if not _ours_for(self, layer, x):
+            regridded = getattr(layer, "eagle3_fp8_blocks", None) is not None
+            if regridded == aligned or (aligned and not _aligned_for_ours(self, layer, x)):
                 return original(self, layer, dispatch_output, *args, **kwargs)
             why = _unsupported(self, layer)
             if why:
-                if getattr(layer, "eagle3_fp8_blocks", None) is not None:
+                if regridded:
                     raise RuntimeError(f"FP8 MoE shard {layer.w2_weight.shape[2]} (not a multiple of the "
                                        f"block) runs only on sglang-eagle3-ext's kernel, which needs: {why}")
                 return original(self, layer, dispatch_output, *args, **kwargs)
             topk_weights, topk_ids = dispatch_output.topk_output[:2]
             block = self.quant_config.weight_block_size
-            blocks = getattr(layer, "eagle3_fp8_blocks", None) or (block, block)
+            blocks = layer.eagle3_fp8_blocks if regridded else (block, block)
             out = fused_experts_fp8(
                 x, layer.w13_weight, layer.w2_weight, topk_weights, topk_ids,
                 layer.w13_weight_scale_inv, layer.w2_weight_scale_inv,
@@ -229,13 +215,13 @@ def _patch_forward(fp8, standard) -> None:
 
         return apply
 
-    wrap_method(fp8.Fp8MoEMethod, "apply", make)
+    return make
 
 
 # ------------------------------------------------------------------ dense / shared-expert linears
 
 
-def _patch_linear(fp8, parameter) -> None:
+def _plan_linear(p) -> None:
     """Fp8LinearMethod at a TP shard that splits 128-blocks (GLM-4.7's shared expert 1536 / TP8 when
     SGLang does not fuse it into the MoE): this layer's method gets a copy of the quant config with
     blocks (g_n, g_k) that divide its partitions, so SGLang's own check, scale shapes and
@@ -244,18 +230,14 @@ def _patch_linear(fp8, parameter) -> None:
     fp8_block_linear (SGLang's dense FP8 backends assume 128-blocks)."""
     from sglang_eagle3_ext.kernels.fp8_moe import fp8_block_linear
 
-    method = fp8.Fp8LinearMethod
-    sig = inspect.signature(method.create_weights)
-    needed = {"layer", "input_size_per_partition", "output_partition_sizes", "input_size"}
-    if not needed <= set(sig.parameters):
-        raise NotApplicable(f"Fp8LinearMethod.create_weights has no {sorted(needed - set(sig.parameters))}")
+    p.params(f"{FP8}:Fp8LinearMethod.create_weights", LINEAR_CREATE_PARAMS)
+    sig = inspect.signature(p.get(f"{FP8}:Fp8LinearMethod.create_weights"))
 
     def make_create(original):
         def create_weights(self, *args, **kwargs):
             a = sig.bind(self, *args, **kwargs).arguments
             block = getattr(self.quant_config, "weight_block_size", None)
-            if not getattr(self, "block_quant", False) or not block or getattr(self, "use_mxfp8", False) \
-                    or mode() == "off":
+            if not getattr(self, "block_quant", False) or not block or getattr(self, "use_mxfp8", False):
                 return original(self, *args, **kwargs)
             bn, bk = block
             parts, k_part = a["output_partition_sizes"], a["input_size_per_partition"]
@@ -302,38 +284,64 @@ def _patch_linear(fp8, parameter) -> None:
 
         return apply
 
-    wrap_method(method, "create_weights", make_create)
-    wrap_method(method, "process_weights_after_loading", make_after_loading)
-    wrap_method(method, "apply", make_apply)
-    scale_param = parameter.BlockQuantScaleParameter
-    for name in ("load_merged_column_weight", "load_row_parallel_weight", "load_column_parallel_weight"):
-        if name not in vars(scale_param):  # our wrapper on this class, not on the shared base
-            setattr(scale_param, name, getattr(scale_param, name))
-        wrap_method(scale_param, name, make_load)
+    p.wrap(f"{FP8}:Fp8LinearMethod.create_weights", make_create)
+    p.wrap(f"{FP8}:Fp8LinearMethod.process_weights_after_loading", make_after_loading)
+    p.wrap(f"{FP8}:Fp8LinearMethod.apply", make_apply)
+    for name in SCALE_LOADERS:  # on this class itself (revert removes it), not on the shared base
+        p.wrap(f"{SCALE_PARAM}.{name}", make_load)
 
 
-def apply() -> str:
-    choice = mode()
-    if choice == "off":
-        raise NotApplicable(f"{ENV}=off")
-    fp8 = import_or_skip("sglang.srt.layers.quantization.fp8")
-    layer_mod = import_or_skip("sglang.srt.layers.moe.fused_moe_triton.layer")
-    standard = import_or_skip("sglang.srt.layers.moe.token_dispatcher.standard")
-    if not hasattr(fp8, "Fp8MoEMethod") or not hasattr(layer_mod, "FusedMoE"):
-        raise NotApplicable("no Fp8MoEMethod / FusedMoE in this SGLang")
-    if not hasattr(standard, "StandardCombineInput"):
-        raise NotApplicable("no StandardCombineInput: this SGLang's MoE apply returns another type")
-    created = _patch_create(fp8)
-    _patch_loader(layer_mod)
-    _patch_forward(fp8, standard)
-    linear = "dense linears: not patched"
-    parameter = import_or_skip("sglang.srt.layers.parameter")
-    if hasattr(fp8, "Fp8LinearMethod") and hasattr(parameter, "BlockQuantScaleParameter"):
-        try:
-            _patch_linear(fp8, parameter)
-            linear = "dense/shared linears too (Fp8LinearMethod)"
-        except NotApplicable as e:
-            linear = f"dense linears: not patched ({e})"
-    where = "on every device" if choice == "on" else f"on CUDA sm89+ up to {max_tokens()} tokens"
-    return (f"block-FP8 MoE at any TP shard (Fp8MoEMethod.{created}, FusedMoE.weight_loader), {linear}; "
-            f"Fp8MoEMethod.apply -> our Triton kernel {where}")
+def plan_shards(p) -> str:
+    create = _create_name(p)
+    p.params(f"{FP8}:Fp8MoEMethod.{create}", CREATE_PARAMS)
+    p.params(f"{FUSED_MOE}.weight_loader", ("param", "loaded_weight", "weight_name"), ordered=True)
+    p.params(f"{FUSED_MOE}.weight_loader", ("shard_id",))
+    standard = p.load(STANDARD)
+    p.get(f"{STANDARD}:StandardCombineInput")
+    p.wrap(f"{FP8}:Fp8MoEMethod.{create}", _make_create)
+    p.wrap(f"{FUSED_MOE}.weight_loader", _make_loader)
+    p.wrap(f"{FP8}:Fp8MoEMethod.apply", _make_forward(standard, aligned=False))
+    try:
+        _plan_linear(p)
+        linear = "dense/shared linears too (Fp8LinearMethod)"
+    except NotApplicable as e:  # all or nothing: the MoE part stands on its own
+        p.changes[:] = [c for c in p.changes if not c.path.startswith((f"{FP8}:Fp8LinearMethod", SCALE_PARAM))]
+        linear = f"dense linears: not patched ({e})"
+    return (f"block-FP8 MoE at TP shards that split a block (Fp8MoEMethod.{create}, FusedMoE.weight_loader, "
+            f"Fp8MoEMethod.apply for those layers only), {linear}")
+
+
+def kernel_wanted():
+    return (None if settings().fp8_moe else
+            f"off: aligned FP8 MoE layers keep SGLang's kernel ({ENV}=on swaps in ours for calls of "
+            f"<= {TOKENS_ENV} tokens; no GPU measurement shows it wins yet)")
+
+
+def plan_kernel(p) -> str:
+    p.get(f"{STANDARD}:StandardCombineInput")
+    p.wrap(f"{FP8}:Fp8MoEMethod.apply", _make_forward(p.load(STANDARD), aligned=True))
+    return (f"aligned block-FP8 MoE calls of <= {settings().fp8_moe_max_tokens} tokens -> our Triton "
+            f"kernel (sm89+ CUDA, or CPU under TRITON_INTERPRET=1)")
+
+
+PATCHES = [
+    Patch("fp8_moe_shards", "block-FP8 MoE / linears at TP shards SGLang refuses (exact re-grid, our kernel)",
+          plan_shards, targets=[
+              Target(f"{FP8}:Fp8MoEMethod.create_fp8_moe_weight_", params=CREATE_PARAMS, optional=True),
+              Target(f"{FP8}:Fp8MoEMethod.create_weights", params=CREATE_PARAMS, optional=True),
+              Target(f"{FUSED_MOE}.weight_loader", params=("param", "loaded_weight", "weight_name"),
+                     ordered=True),
+              Target(f"{FP8}:Fp8MoEMethod.apply", params=("layer", "dispatch_output"), ordered=True),
+              Target(f"{STANDARD}:StandardCombineInput", "read"),
+              Target(f"{FP8}:Fp8LinearMethod.create_weights", params=LINEAR_CREATE_PARAMS, optional=True),
+              Target(f"{FP8}:Fp8LinearMethod.process_weights_after_loading", params=("layer",),
+                     optional=True),
+              Target(f"{FP8}:Fp8LinearMethod.apply", params=("layer", "x", "bias"), ordered=True,
+                     optional=True),
+              *[Target(f"{SCALE_PARAM}.{n}", params=("loaded_weight",), ordered=True, optional=True)
+                for n in SCALE_LOADERS]]),
+    Patch("fp8_moe_kernel", "aligned block-FP8 MoE decode/verify calls on our Triton kernel (opt-in)",
+          plan_kernel, wanted=kernel_wanted,
+          targets=[Target(f"{FP8}:Fp8MoEMethod.apply", params=("layer", "dispatch_output"), ordered=True),
+                   Target(f"{STANDARD}:StandardCombineInput", "read")]),
+]

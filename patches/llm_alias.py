@@ -4,9 +4,9 @@ Resolved lazily through a module `__getattr__`, so `import sglang` stays as chea
 `sgl.LLM` is a real class (isinstance works).
 """
 
-import sys
+import importlib
 
-from .base import NotApplicable
+from .base import NotApplicable, Patch, Target
 
 
 def _lazy_getattr(previous):
@@ -19,24 +19,21 @@ def _lazy_getattr(previous):
             return previous(name)
         raise AttributeError(f"module 'sglang' has no attribute {name!r}")
 
-    __getattr__.__eagle3_ext__ = True
     return __getattr__
 
 
-def install_into(sglang_module) -> None:
-    previous = sglang_module.__dict__.get("__getattr__")
-    if getattr(previous, "__eagle3_ext__", False):
-        return
-    sglang_module.__getattr__ = _lazy_getattr(previous)
-    if isinstance(getattr(sglang_module, "__all__", None), list) and "LLM" not in sglang_module.__all__:
-        sglang_module.__all__.append("LLM")
-
-
-def apply() -> str:
-    sglang = sys.modules.get("sglang")
-    if sglang is None:
-        import sglang
-    if "LLM" in sglang.__dict__:
+def plan(p) -> str:
+    sglang = importlib.import_module("sglang")
+    if "LLM" in vars(sglang):
         raise NotApplicable("this SGLang already defines sglang.LLM")
-    install_into(sglang)
+    p.add("sglang:__getattr__", _lazy_getattr(vars(sglang).get("__getattr__")))
+    names = getattr(sglang, "__all__", None)
+    if isinstance(names, list) and "LLM" not in names:
+        p.replace("sglang:__all__", [*names, "LLM"])
     return "sglang.LLM -> sglang_eagle3_ext.llm.LLM (sglang.Engine subclass)"
+
+
+PATCH = Patch("llm_alias", "sgl.LLM = offline Engine (accepts model=)", plan, targets=[
+    Target("sglang:__getattr__", "add"),
+    Target("sglang:__all__", "set", optional=True),
+])

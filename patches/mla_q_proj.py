@@ -1,6 +1,6 @@
 """Load a plain q_proj into SGLang's Glm4MoeLite (GLM-4.7-Flash layout with q_lora_rank null).
 
-SGLang 0.5.23's Glm4MoeLiteForCausalLM.load_weights (glm4_moe_lite.py:855) keeps Glm4Moe's
+SGLang 0.5.23's `sglang.srt.models.glm4_moe_lite.Glm4MoeLiteForCausalLM.load_weights` keeps Glm4Moe's
 stacked mapping ("qkv_proj", "q_proj", "q"), but this MLA model has no qkv_proj: a checkpoint
 name `...self_attn.q_proj.weight` is renamed to `...qkv_proj.weight`, found in no parameter and
 skipped without a word. With q_lora_rank null (no q_a_proj/q_b_proj) the query projection then
@@ -9,13 +9,9 @@ q_lora_rank (768) and is not affected. We hand those weights to the q_proj param
 pass the rest through; only models that have a q_proj and no qkv_proj parameter are touched.
 """
 
-import inspect
-import logging
+from .base import Patch, Target
 
-from .base import patch_when_imported, wrap_method
-
-logger = logging.getLogger("sglang_eagle3_ext")
-
+MODULE = "sglang.srt.models.glm4_moe_lite"
 Q_PROJ = ".self_attn.q_proj."
 
 
@@ -39,16 +35,14 @@ def _make_load_weights(original):
     return load_weights
 
 
-def _patch(module) -> None:
-    cls = getattr(module, "Glm4MoeLiteForCausalLM", None)
-    source = inspect.getsource(cls.load_weights) if cls is not None else ""
-    if '"q_proj"' not in source or '"qkv_proj"' not in source:
-        logger.info("sglang-eagle3-ext: mla_q_proj not needed: Glm4MoeLite's loader does not "
-                    "rename q_proj to qkv_proj here")
-        return
-    wrap_method(cls, "load_weights", _make_load_weights)
+def plan(p) -> str:
+    # The wrapper acts only on a model with a q_proj and no qkv_proj parameter (decided per model,
+    # by its parameters), so it is safe wherever the loader exists.
+    p.wrap(f"{MODULE}:Glm4MoeLiteForCausalLM.load_weights", _make_load_weights)
+    return "Glm4MoeLiteForCausalLM.load_weights loads a plain q_proj (q_lora_rank null)"
 
 
-def apply() -> str:
-    patch_when_imported("sglang.srt.models.glm4_moe_lite", _patch)
-    return "Glm4MoeLiteForCausalLM.load_weights loads a plain q_proj (q_lora_rank null; on import)"
+PATCH = Patch("mla_q_proj", "Glm4MoeLite with q_lora_rank null: load q_proj (SGLang drops it)", plan,
+              on_import=MODULE,
+              targets=[Target(f"{MODULE}:Glm4MoeLiteForCausalLM.load_weights", params=("weights",),
+                              ordered=True)])

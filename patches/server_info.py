@@ -4,39 +4,28 @@ This is how a client proves, from the server side, that the plugin ran in the sc
 (where the model, the draft and the tree ops live), not only in the launcher.
 """
 
-import os
+from .base import Patch, Target
 
-from .base import import_or_skip, wrap_method
-
-
-def plugin_state() -> dict:
-    from . import ALL_PATCHES
-    from .eagle3_capture import CAPTURE_LOG, TARGET_STATUS
-    from .tree_attention import CALLS
-
-    return {"pid": os.getpid(),
-            "patches": {p.name: p.status for p in ALL_PATCHES},
-            "aux_capture": CAPTURE_LOG, "aux_targets": TARGET_STATUS,
-            "tree_attention_calls": CALLS}
+TARGET = "sglang.srt.managers.scheduler:Scheduler.get_internal_state"
 
 
-def apply() -> str:
-    scheduler = import_or_skip("sglang.srt.managers.scheduler")
-    cls = scheduler.Scheduler
-    if not hasattr(cls, "get_internal_state"):
-        from .base import NotApplicable
+def _make(original):
+    def get_internal_state(self, *args, **kwargs):
+        from sglang_eagle3_ext.state import plugin_state
 
-        raise NotApplicable("Scheduler has no get_internal_state")
+        out = original(self, *args, **kwargs)
+        state = getattr(out, "internal_state", None)
+        if isinstance(state, dict):
+            state["eagle3_ext"] = plugin_state()
+        return out
 
-    def make(original):
-        def get_internal_state(self, *args, **kwargs):
-            out = original(self, *args, **kwargs)
-            state = getattr(out, "internal_state", None)
-            if isinstance(state, dict):
-                state["eagle3_ext"] = plugin_state()
-            return out
+    return get_internal_state
 
-        return get_internal_state
 
-    wrap_method(cls, "get_internal_state", make)
+def plan(p) -> str:
+    p.wrap(TARGET, _make)
     return "Scheduler.get_internal_state reports eagle3_ext"
+
+
+PATCH = Patch("server_info", "plugin state in /get_server_info from each scheduler", plan,
+              targets=[Target(TARGET)])

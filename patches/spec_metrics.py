@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import logging
 
-from .base import NotApplicable, import_or_skip, wrap_method
+from .base import Patch, Target
+
+RESOLVE = ("sglang.srt.managers.scheduler_components.batch_result_processor:"
+           "SchedulerBatchResultProcessor._resolve_spec_v2_tokens")
+WORKER = "sglang.srt.speculative.eagle_worker_v2:EAGLEWorkerV2"
 
 logger = logging.getLogger("sglang_eagle3_ext")
 
@@ -50,16 +54,7 @@ def _record(processor, result, reqs, before) -> None:
         metrics.guard.check()
 
 
-def apply() -> str:
-    brp = import_or_skip("sglang.srt.managers.scheduler_components.batch_result_processor")
-    processor = getattr(brp, "SchedulerBatchResultProcessor", None)
-    if processor is None or not hasattr(processor, "_resolve_spec_v2_tokens"):
-        raise NotApplicable("no SchedulerBatchResultProcessor._resolve_spec_v2_tokens to count at")
-    ev2 = import_or_skip("sglang.srt.speculative.eagle_worker_v2")
-    worker = getattr(ev2, "EAGLEWorkerV2", None)
-    if worker is None or not all(hasattr(worker, m) for m in ("forward_batch_generation", "verify")):
-        raise NotApplicable("no EAGLEWorkerV2.forward_batch_generation/verify to time")
-
+def plan(p) -> str:
     def make_resolve(original):
         def _resolve_spec_v2_tokens(self, result, batch, *args, **kwargs):
             reqs = list(batch.reqs)
@@ -103,7 +98,13 @@ def apply() -> str:
 
         return verify
 
-    wrap_method(processor, "_resolve_spec_v2_tokens", make_resolve)
-    wrap_method(worker, "forward_batch_generation", make_forward)
-    wrap_method(worker, "verify", make_verify)
+    p.wrap(RESOLVE, make_resolve)
+    p.wrap(f"{WORKER}.forward_batch_generation", make_forward)
+    p.wrap(f"{WORKER}.verify", make_verify)
     return "acceptance counted at _resolve_spec_v2_tokens, EAGLEWorkerV2 draft/verify timed"
+
+
+PATCH = Patch("spec_metrics", "sglang:eagle3_* acceptance/timing metrics on /metrics, live break-even guard",
+              plan, targets=[Target(RESOLVE, params=("result", "batch"), ordered=True),
+                             Target(f"{WORKER}.forward_batch_generation", params=("batch",), ordered=True),
+                             Target(f"{WORKER}.verify")])

@@ -10,24 +10,25 @@ GQA and MLA); prefill, decode and draft passes keep SGLang's kernels. Cases ours
 Off by default until a GPU benchmark shows it wins: SGLANG_EAGLE3_EXT_TREE_ATTENTION=on.
 """
 
-import inspect
-import logging
-import os
+from sglang_eagle3_ext.settings import BY_NAME, settings
+from sglang_eagle3_ext.state import STATE
 
-from .base import NotApplicable, patch_when_imported, wrap_method
+from .base import Patch, Target
 
-logger = logging.getLogger("sglang_eagle3_ext")
-
-ENV = "SGLANG_EAGLE3_EXT_TREE_ATTENTION"
+ENV = BY_NAME["tree_attention"].env
 BACKEND_MODULE = "sglang.srt.layers.attention.triton_backend"
-CALLS = {"ran": 0, "fell_back": 0}  # per process, reported in /get_server_info
+BACKEND = f"{BACKEND_MODULE}:TritonAttnBackend"
+# Upstream's split-KV verify kernel: the backend calls whatever sits in its verify_splitkv_fwd slot
+# with this argument list (positionally), so ours must take the same leading names in this order.
+UPSTREAM_VERIFY = "sglang.kernels.ops.attention.verify_splitkv:verify_splitkv_fwd"
+VERIFY_PARAMS = ("q_extend", "k_extend", "v_extend", "o_extend", "k_buffer", "v_buffer", "qo_indptr",
+                 "kv_indptr", "kv_indices", "custom_mask", "is_causal", "mask_indptr", "max_len_extend",
+                 "k_scale", "v_scale", "sm_scale")
+CALLS = STATE.tree_attention_calls  # per process, reported in /get_server_info
 
 
-def enabled() -> bool:
-    value = os.environ.get(ENV, "off").strip().lower()
-    if value not in ("on", "off", "1", "0", ""):
-        raise ValueError(f"{ENV}={value!r}: use 'on' or 'off'")
-    return value in ("on", "1")
+def wanted():
+    return None if settings().tree_attention else f"off ({ENV}=on routes target-verify attention to our kernel)"
 
 
 def verify_fwd_for(backend):
@@ -53,28 +54,25 @@ def verify_fwd_for(backend):
     return verify
 
 
-def _patch(module) -> None:
-    cls = getattr(module, "TritonAttnBackend", None)
-    source = inspect.getsource(cls.forward_extend) if cls is not None else ""
-    if "verify_splitkv_fwd" not in source or "use_verify_splitkv" not in source:
-        logger.info("sglang-eagle3-ext: tree_attention not applied: this SGLang's Triton backend "
-                    "has no verify_splitkv_fwd hook in forward_extend")
-        return
+def _make_init(original):
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if not hasattr(self, "use_verify_splitkv"):  # the slot is set up in __init__ upstream
+            return
+        self.use_verify_shared_kv = False  # upstream's grouped variant would take precedence
+        self.use_verify_splitkv = True
+        self.verify_splitkv_fwd = verify_fwd_for(self)
 
-    def make(original):
-        def __init__(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            self.use_verify_shared_kv = False  # upstream's grouped variant would take precedence
-            self.use_verify_splitkv = True
-            self.verify_splitkv_fwd = verify_fwd_for(self)
-
-        return __init__
-
-    wrap_method(cls, "__init__", make)
+    return __init__
 
 
-def apply() -> str:
-    if not enabled():
-        raise NotApplicable(f"off ({ENV}=on routes target-verify attention to our kernel)")
-    patch_when_imported(BACKEND_MODULE, _patch)
-    return "Triton backend target-verify -> kernels.tree_attention (on import)"
+def plan(p) -> str:
+    p.params(UPSTREAM_VERIFY, VERIFY_PARAMS, ordered=True)
+    p.wrap(f"{BACKEND}.__init__", _make_init)
+    return "Triton backend target-verify -> kernels.tree_attention"
+
+
+PATCH = Patch("tree_attention", "target-verify attention on our Triton tree kernel (opt-in)", plan,
+              wanted=wanted, on_import=BACKEND_MODULE,
+              targets=[Target(f"{BACKEND}.__init__"),
+                       Target(UPSTREAM_VERIFY, "read", params=VERIFY_PARAMS, ordered=True)])

@@ -7,11 +7,11 @@ class Eagle3ConfigError(ValueError):
     """A draft/target/flag problem found at startup; the message names the problem and the fix."""
 
 
-def install_one_line_excepthook() -> None:
-    """Uncaught Eagle3ConfigError in a launcher prints one line instead of a traceback."""
-    previous = sys.excepthook
+def one_line_excepthook(previous):
+    """An excepthook that prints an uncaught Eagle3ConfigError as one line (no traceback) and hands
+    everything else to `previous`; None if `previous` already is ours."""
     if getattr(previous, "__eagle3_ext__", False):
-        return
+        return None
 
     def hook(exc_type, exc, tb):
         if issubclass(exc_type, Eagle3ConfigError):
@@ -21,4 +21,4 @@ def install_one_line_excepthook() -> None:
             previous(exc_type, exc, tb)
 
     hook.__eagle3_ext__ = True
-    sys.excepthook = hook
+    return hook

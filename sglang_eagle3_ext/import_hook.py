@@ -6,6 +6,7 @@ Costs one cheap finder in sys.meta_path until something imports `sglang`; then i
     before the first engine starts (SGLang loads plugins only inside it), and
   * applies the plugin where SGLang has no `sglang.srt.plugins` entry-point group (old versions);
     newer SGLang calls our entry point itself in each of its processes.
+Each goes through the same Patch.run() as the entry point (once per process, guarded).
 """
 
 from .post_import import when_imported
@@ -21,21 +22,15 @@ def _has_plugin_group() -> bool:
 
 
 def _on_sglang_imported(module) -> None:
-    from sglang_eagle3_ext.patches import llm_alias
-
-    llm_alias.install_into(module)
-    try:
-        from sglang_eagle3_ext.patches import selfcheck
-
-        selfcheck.watch_engine()
-    except Exception as e:  # NotApplicable (no engine module) or an older layout: no engine check
-        import logging
-
-        logging.getLogger("sglang_eagle3_ext").info("sglang-eagle3-ext: no engine self-check: %s", e)
     if not _has_plugin_group():
         from sglang_eagle3_ext.plugin import load
 
         load()
+        return
+    from sglang_eagle3_ext.patches import BY_NAME
+
+    for name in ("llm_alias", "selfcheck.engine"):
+        BY_NAME[name].run()
 
 
 def install() -> None:

@@ -18,35 +18,20 @@ is logged once, and logged again only after acceptance has recovered in between.
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from typing import Optional
 
-from .errors import Eagle3ConfigError
 
 logger = logging.getLogger("sglang_eagle3_ext")
 
-WINDOW_ENV = "SGLANG_EAGLE3_EXT_GUARD_WINDOW"
-BREAK_EVEN_ENV = "SGLANG_EAGLE3_EXT_BREAK_EVEN"
-DEFAULT_WINDOW = 256
-
-
-def _env_number(name: str, default, kind):
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise Eagle3ConfigError(f"{name}={raw!r} is not a number; unset it or give a {kind.__name__}") from None
-    if value < 0:
-        raise Eagle3ConfigError(f"{name}={raw!r} must not be negative")
-    return value
 
 
 def settings() -> tuple[int, Optional[float]]:
     """(window in request-steps, fixed break-even accept length or None to estimate)."""
-    return _env_number(WINDOW_ENV, DEFAULT_WINDOW, int), _env_number(BREAK_EVEN_ENV, None, float)
+    from .settings import settings as all_settings
+
+    s = all_settings()
+    return s.guard_window, s.break_even
 
 
 class LiveGuard:
@@ -105,7 +90,7 @@ class LiveGuard:
             return None
         self.below = True
         times = self.mean_times
-        how = (f"set by {BREAK_EVEN_ENV}" if self.fixed_break_even is not None else
+        how = ("set by SGLANG_EAGLE3_EXT_BREAK_EVEN" if self.fixed_break_even is not None else
                f"estimated as (draft {times[0] * 1e3:.2f} ms + verify {times[1] * 1e3:.2f} ms) "
                f"/ verify per step")
         line = (f"sglang-eagle3-ext: speculation is not paying off: accept length {accept:.2f} over "

@@ -26,12 +26,25 @@ class _Watcher(importlib.abc.MetaPathFinder):
         def exec_module(module):
             original_exec(module)
             for callback in _PENDING.pop(fullname, []):
-                callback(module)
+                _guarded(callback, module)
             if not _PENDING:
                 _remove_watcher()
 
         spec.loader.exec_module = exec_module
         return spec
+
+
+def _guarded(callback, module) -> None:
+    """A failing callback is one log line; SGLang's own import of the module goes on, and so do
+    the other callbacks (patches guard themselves too; this is the last line of defence)."""
+    try:
+        callback(module)
+    except Exception as e:
+        import logging
+
+        logging.getLogger("sglang_eagle3_ext").error(
+            "sglang-eagle3-ext: post-import hook for %s failed (%s: %s); module left as SGLang made it",
+            module.__name__, type(e).__name__, e)
 
 
 def _remove_watcher():
@@ -42,11 +55,20 @@ def when_imported(name: str, callback) -> None:
     """callback(module) once `name` is imported; immediately if it already is."""
     module = sys.modules.get(name)
     if module is not None:
-        callback(module)
+        _guarded(callback, module)
         return
     _PENDING.setdefault(name, []).append(callback)
     if not any(isinstance(f, _Watcher) for f in sys.meta_path):
         sys.meta_path.insert(0, _Watcher())
+
+
+def forget(name: str, callback) -> None:
+    """Drop a callback that has not run yet."""
+    callbacks = _PENDING.get(name, [])
+    if callback in callbacks:
+        callbacks.remove(callback)
+    if not callbacks:
+        _PENDING.pop(name, None)
 
 
 def pending() -> list:

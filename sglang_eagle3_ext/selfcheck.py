@@ -28,15 +28,15 @@ import os
 from typing import Optional
 
 from .errors import Eagle3ConfigError
+from .settings import BY_NAME
+from .settings import settings as all_settings
+from .state import STATE
 
 logger = logging.getLogger("sglang_eagle3_ext")
 
-MODE_ENV = "SGLANG_EAGLE3_EXT_SELFCHECK"
-MIN_ENV = "SGLANG_EAGLE3_EXT_SELFCHECK_MIN_ACCEPT_LENGTH"
-TOKENS_ENV = "SGLANG_EAGLE3_EXT_SELFCHECK_TOKENS"
-MODES = ("warn", "strict", "off")
-DEFAULT_MIN_ACCEPT_LENGTH = 1.1
-DEFAULT_TOKENS = 32
+MODE_ENV = BY_NAME["selfcheck"].env
+MIN_ENV = BY_NAME["selfcheck_min_accept_length"].env
+TOKENS_ENV = BY_NAME["selfcheck_tokens"].env
 STRICT_EXIT_CODE = 1
 
 # Short, ordinary prompts: any draft trained for its target agrees on some of these tokens.
@@ -48,24 +48,13 @@ PROBES = [
 ]
 
 # The outcome in this (HTTP server) process, shown by /get_server_info.
-RESULT: dict = {"status": "not run"}
+RESULT: dict = STATE.selfcheck
 
 
 def settings() -> tuple[str, float, int]:
-    """(mode, min accept length, max new tokens per probe) from the environment; bad values raise."""
-    mode = os.environ.get(MODE_ENV, "warn").strip().lower() or "warn"
-    aliases = {"on": "warn", "1": "warn", "0": "off", "false": "off", "no": "off"}
-    mode = aliases.get(mode, mode)
-    if mode not in MODES:
-        raise Eagle3ConfigError(f"{MODE_ENV}={mode!r}: use one of {', '.join(MODES)}")
-    try:
-        min_accept = float(os.environ.get(MIN_ENV, "") or DEFAULT_MIN_ACCEPT_LENGTH)
-        tokens = int(os.environ.get(TOKENS_ENV, "") or DEFAULT_TOKENS)
-    except ValueError as e:
-        raise Eagle3ConfigError(f"{MIN_ENV} / {TOKENS_ENV}: not a number ({e})") from None
-    if tokens < 2:
-        raise Eagle3ConfigError(f"{TOKENS_ENV}={tokens}: need at least 2 tokens for a verify step")
-    return mode, min_accept, tokens
+    """(mode, min accept length, max new tokens per probe); bad values raise Eagle3ConfigError."""
+    s = all_settings()
+    return s.selfcheck, s.selfcheck_min_accept_length, s.selfcheck_tokens
 
 
 def measure(responses: list, num_draft_tokens: int) -> dict:
@@ -140,12 +129,12 @@ def _export(result: dict, tokenizer_manager, server_args) -> None:
     labels = dict(getattr(getattr(tokenizer_manager, "metrics_collector", None), "labels", None)
                   or {"model_name": getattr(server_args, "served_model_name", None) or ""})
     names = list(labels)
-    length = Gauge("sglang:eagle3_selfcheck_accept_length",
-                   "Accept length measured by the startup self-check's greedy probes.",
-                   names, multiprocess_mode="mostrecent")
-    passed = Gauge("sglang:eagle3_selfcheck_passed",
-                   "1 when the startup self-check passed, 0 when it failed.",
-                   names, multiprocess_mode="mostrecent")
+    length = STATE.metric(Gauge, "sglang:eagle3_selfcheck_accept_length",
+                          "Accept length measured by the startup self-check's greedy probes.",
+                          names, multiprocess_mode="mostrecent")
+    passed = STATE.metric(Gauge, "sglang:eagle3_selfcheck_passed",
+                          "1 when the startup self-check passed, 0 when it failed.",
+                          names, multiprocess_mode="mostrecent")
     length.labels(**labels).set(result["accept_length"])
     passed.labels(**labels).set(1.0 if result["status"] == "passed" else 0.0)
 

@@ -21,3 +21,28 @@ def models(tmp_path_factory):
     from sglang_eagle3_ext.tiny_models import build_demo_models
 
     return build_demo_models(str(tmp_path_factory.mktemp("models")))
+
+
+def pinned_sglang() -> str:
+    """The SGLang version scripts/install.sh pins (the CI's)."""
+    import re
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(here, "scripts", "install.sh")).read()
+    return re.search(r"^SGLANG_VERSION=(\S+)", text, re.M).group(1)
+
+
+def on_pinned_sglang() -> bool:
+    import importlib.metadata as md
+
+    return md.version("sglang") == pinned_sglang()
+
+
+def require_upstream(obj, what: str):
+    """An upstream symbol a cross-check compares with: missing on the pinned SGLang is a failure
+    (an upgrade moved it and the check would silently stop checking); elsewhere a skip."""
+    if obj is None:
+        if on_pinned_sglang():
+            pytest.fail(f"{what} not found in the pinned SGLang {pinned_sglang()}: update the cross-check")
+        pytest.skip(f"this SGLang has no {what}")
+    return obj

@@ -32,14 +32,17 @@ def _unpatched_then_patch(build, rank) -> dict:
         result["unpatched"] = "built"
     except ValueError as e:
         result["unpatched"] = str(e)
-    from sglang_eagle3_ext.patches import fp8_moe_shards
+    from sglang_eagle3_ext.patches import BY_NAME
 
-    result["patch"] = fp8_moe_shards.apply()
+    for name in ("fp8_moe_shards", "fp8_moe_kernel"):
+        BY_NAME[name].run()
+        result[name] = (BY_NAME[name].status, BY_NAME[name].detail)
+    result["patch"] = BY_NAME["fp8_moe_shards"].detail
     return result
 
 
 def load_and_run(checkpoint, x, topk_weights, topk_ids, E, hidden, inter_full, tp, ranks):
-    os.environ["SGLANG_EAGLE3_EXT_FP8_MOE"] = "on"  # our kernel on CPU too (auto: CUDA only)
+    os.environ["SGLANG_EAGLE3_EXT_FP8_MOE"] = "on"  # aligned layers too (the opt-in kernel patch)
     _sglang_on_cpu()
     import torch
     from sglang.srt.layers.moe.fused_moe_triton.layer import FusedMoE

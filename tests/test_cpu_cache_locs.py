@@ -37,12 +37,12 @@ def test_torch_slots_equal_sglangs_triton_kernel(seed):
 def test_patch_fills_the_gap_only_where_sglang_has_no_branch():
     from sglang.kernels.ops.speculative import cache_locs
 
-    assert cpu_cache_locs.apply()  # this CPU machine: no CUDA, no SGLANG_USE_CPU_ENGINE
+    assert cpu_cache_locs.PATCH.run() == "applied", cpu_cache_locs.PATCH.detail  # no CUDA here
     req_to_token = torch.arange(40, dtype=torch.int32).view(2, 20)
     out = cache_locs.assign_extend_cache_locs_uniform_func(
         req_pool_indices=torch.tensor([1, 0]), req_to_token=req_to_token,
         start_offset=torch.tensor([3, 5]), batch_size=2, draft_token_num=4, device="cpu")
     assert out.tolist() == [23, 24, 25, 26, 5, 6, 7, 8]
     patched = cache_locs.assign_extend_cache_locs_func
-    cpu_cache_locs.apply()  # idempotent: a second apply does not wrap the wrapper
+    cpu_cache_locs.PATCH.run()  # idempotent: a second run does not wrap the wrapper
     assert cache_locs.assign_extend_cache_locs_func is patched

@@ -86,7 +86,7 @@ def shared_expert():
 def test_sglang_refuses_unaligned_shard_without_the_patch(loaded):
     unaligned = loaded[0]
     assert "192 is not divisible by weight quantization block_n = 128" in unaligned["unpatched"]
-    assert "any TP shard" in unaligned["patch"]
+    assert "TP shards that split a block" in unaligned["patch"]
 
 
 def test_loaded_shards_are_the_exact_regrid(loaded):
