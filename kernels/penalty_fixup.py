@@ -17,7 +17,20 @@ import triton.language as tl
 
 from .penalty_fixup_reference import PenaltyState
 
-BLOCK_V = 1024
+TILE = 8192  # elements per program: draft nodes x vocabulary block
+
+
+@triton.jit
+def _rounded(x, raw_dtype: tl.constexpr, IS_BF16: tl.constexpr):
+    """x (fp32) rounded to the logits' dtype and back, round-to-nearest-even as torch does.
+
+    bf16 by bits: Triton's interpreter truncates fp32 -> bf16, the GPU rounds; this is both."""
+    if IS_BF16:
+        bits = x.to(tl.uint32, bitcast=True)
+        up = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return tl.where(x != x, x, up.to(tl.float32, bitcast=True))
+    else:
+        return x.to(raw_dtype).to(tl.float32)
 
 
 @triton.jit
@@ -31,73 +44,73 @@ def _penalty_fixup_kernel(
     n, vocab,
     N_PAD: tl.constexpr, MAX_PATH: tl.constexpr, BLOCK: tl.constexpr,
     HAS_FREQ: tl.constexpr, HAS_PRES: tl.constexpr, HAS_REP: tl.constexpr,
-    HAS_MIN: tl.constexpr, HAS_BIAS: tl.constexpr,
+    HAS_MIN: tl.constexpr, HAS_BIAS: tl.constexpr, IS_BF16: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    b = row // n
-    node = (row % n).to(tl.int32)
+    b = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     in_vocab = offs < vocab
 
+    # the request's tree: parent of every node from the first-child / next-sibling links
     nodes = tl.arange(0, N_PAD)
-    first_child = tl.load(next_token_ptr + b * next_token_stride + nodes, mask=nodes < n, other=-2)
-    next_sib = tl.load(next_sibling_ptr + b * next_sibling_stride + nodes, mask=nodes < n, other=-2)
+    valid = nodes < n
+    first_child = tl.load(next_token_ptr + b * next_token_stride + nodes, mask=valid, other=-2).to(tl.int32)
+    next_sib = tl.load(next_sibling_ptr + b * next_sibling_stride + nodes, mask=valid, other=-2).to(tl.int32)
+    tokens = tl.load(cand_ptr + b * cand_stride + nodes, mask=valid, other=-1).to(tl.int32)
+    parent = tl.max(tl.where(first_child[None, :] == nodes[:, None], nodes[None, :], -1), axis=1)
+    prev_sib = tl.max(tl.where(next_sib[None, :] == nodes[:, None], nodes[None, :], -1), axis=1)
+    # a later sibling has its chain's first child's parent: one chain step per round
+    pending = tl.sum(((parent < 0) & (prev_sib >= 0)).to(tl.int32), axis=0)
+    rounds = 0
+    while (pending > 0) & (rounds < N_PAD):
+        of_prev = tl.gather(parent, tl.maximum(prev_sib, 0), 0)
+        parent = tl.where((parent < 0) & (prev_sib >= 0), of_prev, parent)
+        pending = tl.sum(((parent < 0) & (prev_sib >= 0)).to(tl.int32), axis=0)
+        rounds += 1
 
+    # walk every node up to the root at once: mark its path's tokens in this vocab block
     if HAS_FREQ:
         f = tl.load(freq_ptr + b * freq_stride)
         cum_freq = tl.load(cum_freq_ptr + b * cum_freq_stride + offs, mask=in_vocab, other=0.0)
-    seen = offs < 0  # all False
-    path_len = 0
-    cur = node
-    # Walk node -> root. Each frequency add is the same +f on its own column, so the walk's
-    # order gives the same bits as SGLang's per-token scatter_add_ in generation order.
+        cum_freq = tl.broadcast_to(cum_freq[None, :], [N_PAD, BLOCK])
+    seen = tl.zeros([N_PAD, BLOCK], dtype=tl.int1)
+    path_len = tl.zeros([N_PAD], dtype=tl.int32)
+    on_path = tl.where(valid, nodes, -1)
     for _ in range(MAX_PATH):
-        if cur >= 0:
-            tok = tl.load(cand_ptr + b * cand_stride + cur)
-            hit = offs == tok
-            seen = seen | hit
-            if HAS_FREQ:
-                cum_freq = tl.where(hit, cum_freq + f, cum_freq)
-            path_len += 1
-            if cur == 0:
-                cur = cur - 1  # the root ends the walk
-            else:
-                # parent = the node whose first child starts cur's sibling chain
-                c = cur
-                parent = cur * 0 - 1
-                steps = 0
-                while (parent == -1) & (c >= 0) & (steps < N_PAD):
-                    p = tl.max(tl.where(first_child == c, nodes, -1))
-                    if p >= 0:
-                        parent = p
-                    else:
-                        c = tl.max(tl.where(next_sib == c, nodes, -1))
-                    steps += 1
-                cur = parent
+        live = on_path >= 0
+        at = tl.maximum(on_path, 0)
+        hit = (tl.gather(tokens, at, 0)[:, None] == offs[None, :]) & live[:, None]
+        seen = seen | hit
+        if HAS_FREQ:  # one +f per occurrence: SGLang's scatter_add_ bits, in any path order
+            cum_freq = tl.where(hit, cum_freq + f, cum_freq)
+        path_len += live.to(tl.int32)
+        on_path = tl.where(live, tl.gather(parent, at, 0), -1)
 
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    acc = tl.zeros([N_PAD, BLOCK], dtype=tl.float32)
     if HAS_FREQ:
         acc = acc - cum_freq
     if HAS_PRES:
         p_val = tl.load(pres_ptr + b * pres_stride)
         cum_pres = tl.load(cum_pres_ptr + b * cum_pres_stride + offs, mask=in_vocab, other=0.0)
-        acc = acc - tl.where(seen, p_val, cum_pres)
+        acc = acc - tl.where(seen, p_val, cum_pres[None, :])
     if HAS_MIN:
         generated = tl.load(out_len_ptr + b * out_len_stride) + path_len
-        if generated < tl.load(min_new_ptr + b * min_new_stride):
-            acc = acc + tl.load(stop_ptr + b * stop_stride + offs, mask=in_vocab, other=0.0)
+        masked = generated < tl.load(min_new_ptr + b * min_new_stride)
+        stop = tl.load(stop_ptr + b * stop_stride + offs, mask=in_vocab, other=0.0)
+        acc = acc + tl.where(masked[:, None], stop[None, :], 0.0)
 
-    ptrs = logits_ptr + row * logits_stride + offs
-    raw = tl.load(ptrs, mask=in_vocab, other=0.0)
-    x = (raw.to(tl.float32) + acc).to(raw.dtype).to(tl.float32)  # logits.add_ rounds to its dtype
+    rows = b * n + nodes.to(tl.int64)
+    ptrs = logits_ptr + rows[:, None] * logits_stride + offs[None, :]
+    io_mask = valid[:, None] & in_vocab[None, :]
+    raw = tl.load(ptrs, mask=io_mask, other=0.0)
+    x = _rounded(raw.to(tl.float32) + acc, raw.dtype, IS_BF16)  # logits.add_ rounds to its dtype
     if HAS_REP:
         r_val = tl.load(rep_ptr + b * rep_stride)
         cum_rep = tl.load(cum_rep_ptr + b * cum_rep_stride + offs, mask=in_vocab, other=1.0)
-        scale = tl.where(seen, r_val, cum_rep)
-        x = tl.where(x < 0, x * scale, x / scale).to(raw.dtype).to(tl.float32)
+        scale = tl.where(seen, r_val, cum_rep[None, :])
+        x = _rounded(tl.where(x < 0, x * scale, x / scale), raw.dtype, IS_BF16)
     if HAS_BIAS:
-        x = x + tl.load(bias_ptr + b * bias_stride + offs, mask=in_vocab, other=0.0)
-    tl.store(ptrs, x.to(raw.dtype), mask=in_vocab)
+        x = x + tl.load(bias_ptr + b * bias_stride + offs, mask=in_vocab, other=0.0)[None, :]
+    tl.store(ptrs, _rounded(x, raw.dtype, IS_BF16).to(raw.dtype), mask=io_mask)
 
 
 @triton.jit
@@ -162,15 +175,16 @@ def penalty_fixup(logits: torch.Tensor, candidates: torch.Tensor, retrive_next_t
                                  s.repetition, s.cum_repetition, s.min_new_tokens, s.out_len,
                                  s.stop_penalties, s.logit_bias)]
     ptrs, strides = zip(*args)
-    block = min(BLOCK_V, triton.next_power_of_2(vocab))
-    _penalty_fixup_kernel[(bs * n, triton.cdiv(vocab, block))](
+    n_pad = triton.next_power_of_2(n)
+    block = min(max(TILE // n_pad, 16), triton.next_power_of_2(vocab))
+    _penalty_fixup_kernel[(bs, triton.cdiv(vocab, block))](
         logits, candidates, retrive_next_token, retrive_next_sibling, *ptrs,
         logits.stride(0), candidates.stride(0), retrive_next_token.stride(0),
         retrive_next_sibling.stride(0), *strides, n, vocab,
-        N_PAD=triton.next_power_of_2(n), MAX_PATH=min(max_path or n, n), BLOCK=block,
+        N_PAD=n_pad, MAX_PATH=min(max_path or n, n), BLOCK=block,
         HAS_FREQ=s.frequency is not None, HAS_PRES=s.presence is not None,
         HAS_REP=s.repetition is not None, HAS_MIN=s.min_new_tokens is not None,
-        HAS_BIAS=s.logit_bias is not None,
+        HAS_BIAS=s.logit_bias is not None, IS_BF16=logits.dtype == torch.bfloat16,
     )
 
 
