@@ -3,8 +3,8 @@ its Patch(es) next to the code (see base.py for the contract)."""
 
 from sglang_eagle3_ext.errors import Eagle3ConfigError
 
-from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, fp8_moe_shards,
-               llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics, tree_attention, tree_ops)
+from . import (cpu_cache_locs, cpu_rotary, draft_checks, draft_dtype, eagle3_capture, eagle_sample,
+               fp8_moe_shards, llm_alias, mla_q_proj, selfcheck, server_info, spec_metrics, tree_attention, tree_ops)
 from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
 
 ALL_PATCHES: list = [
@@ -16,6 +16,7 @@ ALL_PATCHES: list = [
     *eagle3_capture.patches(),
     draft_dtype.PATCH,
     tree_ops.PATCH,
+    eagle_sample.PATCH,
     tree_attention.PATCH,
     *fp8_moe_shards.PATCHES,
     server_info.PATCH,

@@ -115,68 +115,41 @@ def penalty_state(orchestrator, logit_bias, classes):
 # ------------------------------------------------------------------ probe
 
 
-class _Tok:
-    additional_stop_token_ids = None
-    eos_token_id = 0
+PROBE_PARAMS = [dict(frequency_penalty=0.5, presence_penalty=0.25, repetition_penalty=1.3, min_new_tokens=4,
+                     stop_token_ids={5}),
+                dict(frequency_penalty=-0.75, repetition_penalty=0.8, min_new_tokens=1)]
 
 
-class _Batch:  # what BatchedPenalizerOrchestrator reads from a ScheduleBatch (weakref-able)
-    def __init__(self, reqs):
-        self.reqs, self.device = reqs, "cpu"
-
-
-def _probe_reqs():
-    from types import SimpleNamespace
-
-    def req(**sp):
-        params = dict(frequency_penalty=0.0, presence_penalty=0.0, repetition_penalty=1.0,
-                      min_new_tokens=0, stop_token_ids=None, logit_bias=None)
-        params.update(sp)
-        return SimpleNamespace(sampling_params=SimpleNamespace(**params), eos_token_ids={1},
-                               tokenizer=_Tok())
-
-    return [req(frequency_penalty=0.5, presence_penalty=0.25, repetition_penalty=1.3,
-                min_new_tokens=4, stop_token_ids={5}),
-            req(frequency_penalty=-0.75, repetition_penalty=0.8, min_new_tokens=1)]
-
-
-def _round_trip(penaltylib, classes) -> None:
+def _round_trip(classes) -> None:
     """Tokens counted by SGLang's cumulate vs by our advance; SGLang's summed penalties vs ours."""
     import torch
 
+    from sglang_eagle3_ext import penalty_harness as h
     from sglang_eagle3_ext.kernels import penalty_fixup_reference as ref
 
-    vocab, history, step = 12, [[3, 7], [3, 3], [9, 7]], [[2, 3], [4, 4]]  # step: tokens, then count
-    ours_orch, theirs = [penaltylib.BatchedPenalizerOrchestrator(vocab, _Batch(_probe_reqs()),
-                                                                 set(classes)) for _ in range(2)]
-    for orch in (ours_orch, theirs):
-        for tokens in history:
-            orch.cumulate_output_tokens(torch.tensor(tokens))
-    for tokens in zip(*step):
-        theirs.cumulate_output_tokens(torch.tensor(tokens))
-    state = penalty_state(ours_orch, None, classes)
-    # the step as one verify: node b*2 + 0 = root, + 1 = its one accepted child
-    flat = torch.tensor(step).reshape(-1)
-    ref.penalty_advance(state, flat, torch.tensor([[0, 1], [2, 3]]), torch.tensor([2, 2]))
+    vocab, history = 12, [[3, 7], [3, 3], [9, 7]]
+    step = [[2, 3], [4, 4]]  # per request: the root and one accepted draft
+    ours = h.orchestrator(PROBE_PARAMS, vocab, history, classes=classes)
+    theirs = h.orchestrator(PROBE_PARAMS, vocab, history + [list(t) for t in zip(*step)], classes=classes)
+    state = penalty_state(ours, None, classes)
+    ref.penalty_advance(state, torch.tensor(step).reshape(-1), torch.tensor([[0, 1], [2, 3]]),
+                        torch.tensor([2, 2]))
     add_ours, add_theirs = torch.zeros(2, vocab), torch.zeros(2, vocab)
-    ours_orch.accumulate_additive_penalties(add_ours)
+    ours.accumulate_additive_penalties(add_ours)
     theirs.accumulate_additive_penalties(add_theirs)
     if not (torch.equal(add_ours, add_theirs) and torch.equal(
-            ours_orch.accumulate_scaling_penalties(), theirs.accumulate_scaling_penalties())):
+            ours.accumulate_scaling_penalties(), theirs.accumulate_scaling_penalties())):
         raise NotApplicable("this SGLang's penalizer state does not advance as the fix-up assumes")
-    # and the fix-up over a root-only tree = SGLang's additive + scaling after counting the root
-    check = penalty_state(penaltylib.BatchedPenalizerOrchestrator(
-        vocab, _Batch(_probe_reqs()), set(classes)), None, classes)
+    # the fix-up over a root-only tree = SGLang's additive + scaling after counting the root
     roots = torch.tensor([[6], [1]])
     logits = torch.linspace(-3, 3, 2 * vocab).reshape(2, vocab)
     mine = logits.clone()
-    ref.penalty_fixup(mine, roots, torch.full((2, 1), -1), torch.full((2, 1), -1), check)
-    orch = penaltylib.BatchedPenalizerOrchestrator(vocab, _Batch(_probe_reqs()), set(classes))
-    orch.cumulate_output_tokens(roots.view(-1))
+    ref.penalty_fixup(mine, roots, torch.full((2, 1), -1), torch.full((2, 1), -1),
+                      penalty_state(h.orchestrator(PROBE_PARAMS, vocab, classes=classes), None, classes))
+    counted = h.orchestrator(PROBE_PARAMS, vocab, [roots.view(-1).tolist()], classes=classes)
     add = torch.zeros(2, vocab)
-    orch.accumulate_additive_penalties(add)
-    expected = logits + add
-    scale = orch.accumulate_scaling_penalties()
+    counted.accumulate_additive_penalties(add)
+    expected, scale = logits + add, counted.accumulate_scaling_penalties()
     expected = torch.where(expected < 0, expected * scale, expected / scale)
     if not torch.equal(mine, expected):
         raise NotApplicable("this SGLang's penalties differ from the fix-up's reading of them")
@@ -209,7 +182,7 @@ def plan(p) -> str:
     p.params(CUMULATE, ())
     _check_fields(p, INFO, INFO_FIELDS)
     _check_fields(p, VERIFY_INPUT, VERIFY_FIELDS + ("max_tree_depth",))
-    penaltylib = p.load(PENALTYLIB)
+    p.load(PENALTYLIB)
     classes = tuple(p.get(f"{PENALTYLIB}:{name}") for name in PENALIZERS)
     base = p.get(f"{PENALTYLIB}.orchestrator:_BatchedPenalizer")
     unknown = sorted(c.__name__ for c in base.__subclasses__() if c not in classes)
@@ -220,7 +193,7 @@ def plan(p) -> str:
     if not exact:
         raise NotApplicable(f"{ALGORITHM} has none of {EXACT_ALGORITHMS}")
     try:
-        _round_trip(penaltylib, classes)
+        _round_trip(classes)
     except NotApplicable:
         raise
     except Exception as e:  # a penalizer reading something our probe batch lacks: not ours to guess

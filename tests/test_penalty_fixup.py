@@ -10,11 +10,11 @@ import os
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import dataclasses  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from sglang_eagle3_ext import penalty_harness as h  # noqa: E402
 from sglang_eagle3_ext.kernels import penalty_fixup_reference as ref  # noqa: E402
 from sglang_eagle3_ext.kernels import tree_reference as tref  # noqa: E402
 from sglang_eagle3_ext.kernels.penalty_fixup import penalty_advance, penalty_fixup  # noqa: E402
@@ -22,7 +22,7 @@ from sglang_eagle3_ext.kernels.tree_inputs import draft_steps, draft_tree  # noq
 
 DEVICE = "cpu" if os.environ["TRITON_INTERPRET"] == "1" else "cuda"
 VOCAB = 40
-EOS, STOP = 1, 5  # the tokenizer's EOS; a request's stop_token_ids
+EOS, STOP = h.EOS, 5  # the stand-in tokenizer's EOS; a request's stop_token_ids
 
 # (topk, steps, draft tokens): chain and trees, topk 2..8
 TREES = [(1, 3, 4), (1, 6, 7), (2, 3, 8), (4, 4, 16), (8, 3, 24), (8, 8, 64)]
@@ -43,75 +43,19 @@ MIXED = [KINDS["all"], {}, KINDS["min_tokens"], dict(frequency_penalty=0.25, rep
 # ---------------------------------------------------------------- SGLang's penalizers on a tiny batch
 
 
-class Tokenizer:
-    additional_stop_token_ids = None
-    eos_token_id = EOS
-
-
-class Batch:  # what BatchedPenalizerOrchestrator reads from a ScheduleBatch
-    def __init__(self, reqs):
-        self.reqs, self.device = reqs, "cpu"
-
-
-def request(**sampling):
-    params = dict(frequency_penalty=0.0, presence_penalty=0.0, repetition_penalty=1.0, min_new_tokens=0,
-                  stop_token_ids=None, logit_bias=None, temperature=1.0, top_p=1.0, top_k=-1, min_p=0.0)
-    params.update(sampling)
-    return SimpleNamespace(sampling_params=SimpleNamespace(**params), eos_token_ids={EOS}, tokenizer=Tokenizer())
-
-
 def orchestrator(params, history):
-    """SGLang's orchestrator for these requests, fed `history` (rounds of one token per request)."""
-    from sglang.srt.sampling import penaltylib
-
-    orch = penaltylib.BatchedPenalizerOrchestrator(
-        VOCAB, Batch([request(**p) for p in params]),
-        {penaltylib.BatchedFrequencyPenalizer, penaltylib.BatchedMinNewTokensPenalizer,
-         penaltylib.BatchedPresencePenalizer, penaltylib.BatchedRepetitionPenalizer})
-    for tokens in history:
-        orch.cumulate_output_tokens(torch.tensor(tokens))
-    return orch
-
-
-def logit_bias(params):
-    """[bs, V] as SamplingBatchInfo.from_schedule_batch builds it, or None."""
-    if all(p.get("logit_bias") is None for p in params):
-        return None
-    bias = torch.zeros(len(params), VOCAB)
-    for i, p in enumerate(params):
-        for tok, value in (p.get("logit_bias") or {}).items():
-            bias[i, int(tok)] = value
-    return bias
+    return h.orchestrator(params, VOCAB, history)
 
 
 def state_of(orch, params):
-    from sglang.srt.sampling import penaltylib
+    from sglang_eagle3_ext.patches.eagle_sample import penalty_state
 
-    from sglang_eagle3_ext.patches.eagle_sample import PENALIZERS, penalty_state
-
-    return penalty_state(orch, logit_bias(params), tuple(getattr(penaltylib, n) for n in PENALIZERS))
-
-
-def sampling_info(orch, params):
-    from sglang.srt.sampling.sampling_batch_info import SamplingBatchInfo
-    from sglang.srt.sampling.sampling_params import TOP_K_ALL
-
-    bs = len(params)
-    return SamplingBatchInfo(
-        temperatures=torch.ones(bs, 1), top_ps=torch.ones(bs),
-        top_ks=torch.full((bs,), TOP_K_ALL, dtype=torch.int32), min_ps=torch.zeros(bs),
-        is_all_greedy=False, is_any_greedy=False, need_top_p_sampling=False, need_top_k_sampling=False,
-        need_min_p_sampling=False, vocab_size=VOCAB, penalizer_orchestrator=orch, device="cpu",
-        logit_bias=logit_bias(params))
+    return penalty_state(orch, h.logit_bias(params, VOCAB), h.penalizer_classes())
 
 
 def sglang_one_by_one(raw_row, params, history, path_tokens):
-    """The logits SGLang's non-speculative sampler would use after generating history + path_tokens
-    one at a time: its orchestrator, copy_for_forward and apply_logits_bias, as the scheduler runs them."""
-    orch = orchestrator([params], [[t] for t in history] + [[t] for t in path_tokens])
-    row = raw_row.clone().unsqueeze(0)
-    sampling_info(orch, [params]).copy_for_forward().apply_logits_bias(row)
-    return row[0]
+    """The logits SGLang's non-speculative sampler would use after generating history + path_tokens."""
+    return h.one_by_one(raw_row, params, VOCAB, list(history) + list(path_tokens))
 
 
 # ---------------------------------------------------------------- inputs
@@ -263,50 +207,22 @@ def test_advance_counts_exactly_the_accepted_tokens(fn):
 @pytest.fixture(scope="module")
 def sglang_verify():
     """SGLang's eagle_utils with the plugin's tree ops and this patch applied, in this process."""
-    from sglang.srt.runtime_context import get_context, get_parallel
-
     from sglang_eagle3_ext.patches import eagle_sample, tree_ops
 
-    server_args = get_context().override_server_args(device="cpu")
-    server_args.install()
-    applied = [p for p in (tree_ops.PATCH, eagle_sample.PATCH) if p.status is None]
-    for p in applied:
-        assert p.run() == "applied", p.detail
-    one = SimpleNamespace(world_size=1)
-    with get_parallel().override(tp_group=one, attn_tp_group=one):
+    with h.verify_context():
+        applied = [p for p in (tree_ops.PATCH, eagle_sample.PATCH) if p.status is None]
+        for p in applied:
+            assert p.run() == "applied", p.detail
         yield eagle_sample.PATCH
-    for p in reversed(applied):
-        p.revert()
-    server_args.restore()
-
-
-def verify_inputs(candidates, retrieve, steps):
-    from sglang.srt.speculative.eagle_info import EagleVerifyInput
-
-    bs, n = candidates.shape
-    return EagleVerifyInput(
-        draft_token=candidates.reshape(-1).clone(), custom_mask=None, positions=None,
-        retrieve_index=retrieve[0], retrieve_next_token=retrieve[1], retrieve_next_sibling=retrieve[2],
-        retrieve_cum_len=None, spec_steps=steps, topk=2, draft_token_num=n, capture_hidden_mode=None,
-        seq_lens_sum=0, seq_lens_cpu=None)
+        for p in reversed(applied):
+            p.revert()
 
 
 def run_eagle_sample(params, history, candidates, retrieve, steps, logits, temperature):
-    """One verify through SGLang's eagle_sample (the scheduler's forward copy of the sampling info)."""
-    from sglang.srt.model_executor.forward_batch_info import ForwardMode
-    from sglang.srt.speculative import eagle_utils
-    from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
-
+    """One verify through SGLang's eagle_sample; returns its outputs and the (advanced) orchestrator."""
     orch = orchestrator(params, history)
-    info = sampling_info(orch, params)
-    info.temperatures.fill_(temperature)
-    info.is_all_greedy = temperature == 0
-    batch = SimpleNamespace(forward_mode=ForwardMode.TARGET_VERIFY, device="cpu", sampling_info=info.copy_for_forward(),
-                            seq_lens=torch.full((len(params),), 9), return_logprob=False,
-                            spec_algorithm=SpeculativeAlgorithm.EAGLE3)
-    out = eagle_utils.eagle_sample(verify_inputs(candidates, retrieve, steps), batch,
-                                   SimpleNamespace(next_token_logits=logits.clone()))
-    return out, orch
+    batch = h.verify_batch(orch, params, VOCAB, temperature)
+    return h.run_eagle_sample(h.verify_input(candidates, retrieve, steps, topk=2), batch, logits), orch
 
 
 def binary_tree(tokens, draws):
