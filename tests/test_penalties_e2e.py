@@ -1,0 +1,189 @@
+"""EAGLE-3 output equals the baseline's for every sampling parameter: penalties, min_tokens, logit_bias.
+
+Real `sglang.launch_server` processes on CPU: one baseline, one EAGLE-3 chain (topk 1), one EAGLE-3
+tree (topk 4), greedy, driven by the real `openai` client; every request of the matrix is sent to each,
+many at a time, so penalized and plain requests share batches. Token ids (where the API returns them),
+text and finish_reason must equal the baseline's.
+
+The target is the tiny bigram Qwen2 (greedy next token = g(current token); the agreeing draft
+proposes g: accept length ~2) with a generation_config.json holding repetition_penalty 1.05, as
+Qwen2.5-7B-Instruct ships: SGLang's default `--sampling-defaults model` applies it to every request
+that sets none. Completion prompts are token ids chosen on g: one whose continuation reaches EOS
+after three tokens (min_tokens bites), one on a cycle of g (the output repeats at once: every penalty
+bites, and the top-2 margins are ~0.4 logits, so even repetition_penalty 1.05 changes choices).
+"""
+
+import json
+import os
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+from server import Server
+
+MAX_TOKENS = 24
+CASES = {  # name: (sampling parameters, max_tokens)
+    "generation_config": ({}, MAX_TOKENS),  # only temperature 0: the target's repetition_penalty 1.05
+    "plain": (dict(repetition_penalty=1.0), MAX_TOKENS),
+    "repetition_1.05": (dict(repetition_penalty=1.05), MAX_TOKENS),
+    "repetition_1.3": (dict(repetition_penalty=1.3), MAX_TOKENS),
+    "frequency_0.5": (dict(frequency_penalty=0.5, repetition_penalty=1.0), MAX_TOKENS),
+    "presence_1.0": (dict(presence_penalty=1.0, repetition_penalty=1.0), MAX_TOKENS),
+    **{f"min_tokens_{m}_max_{n}": (dict(min_tokens=m, repetition_penalty=1.0), n)
+       for m, ns in ((5, (4, 5, 6, 9)), (10, (9, 10, 11, 14))) for n in ns},
+    # stop_token_ids: the near-EOS prompt's second generated token (set in requests())
+    "min_tokens_6_stop_token_ids": (dict(min_tokens=6, repetition_penalty=1.0), MAX_TOKENS),
+    "logit_bias": (dict(logit_bias={"42": -100, "151": 4}, repetition_penalty=1.0), MAX_TOKENS),
+    "logit_bias_presence": (dict(logit_bias={"42": -100, "151": 4}, presence_penalty=1.0), MAX_TOKENS),
+    "all": (dict(repetition_penalty=1.3, frequency_penalty=0.5, presence_penalty=1.0, min_tokens=5,
+                 logit_bias={"151": 2}), MAX_TOKENS),
+}
+EXTRA_BODY = ("min_tokens", "repetition_penalty", "stop_token_ids")  # SGLang's, outside the OpenAI schema
+TOPK_TREE = ("--speculative-eagle-topk", "4", "--speculative-num-draft-tokens", "8")
+
+
+def build_target(models, root):
+    """The bigram target with a generation_config.json (repetition_penalty 1.05)."""
+    target = os.path.join(root, "qwen2-tiny-bigram-penalties")
+    shutil.copytree(models["bigram_target"], target)
+    with open(os.path.join(target, "generation_config.json"), "w") as f:
+        json.dump({"repetition_penalty": 1.05}, f)
+    return target
+
+
+def prompt_ids(models):
+    """(near EOS, on a cycle): token-id prompts ending where g's orbit hits EOS after three more
+    tokens, and on a cycle of g that avoids EOS."""
+    from sglang_eagle3_ext.tiny_models import bigram_next_tokens
+
+    g = bigram_next_tokens(models["bigram_target"]).tolist()
+    eos = json.load(open(os.path.join(models["bigram_target"], "config.json")))["eos_token_id"]
+
+    def orbit(start, steps):
+        out = [start]
+        for _ in range(steps):
+            out.append(g[out[-1]])
+        return out
+
+    near = [s for s in range(len(g)) if orbit(s, 4)[-1] == eos and eos not in orbit(s, 3)]
+    cycle = [s for s in range(len(g)) if s != eos and eos not in orbit(s, 8) and orbit(s, 8).count(s) > 1]
+    if not near or not cycle:
+        pytest.skip("this bigram target has no short orbit to EOS or no cycle without it")
+    return [7, 11, near[0]], [7, 11, cycle[0]], orbit(near[0], 2)[-1]
+
+
+def requests(models):
+    """(case, kind, prompt index, stream, prompt, sampling parameters, max_tokens) of every request."""
+    near_eos, on_cycle, stop_token = prompt_ids(models)
+    prompts = [("completion", near_eos), ("completion", on_cycle),
+               ("chat", [{"role": "user", "content": "hello there!"}])]
+    out = []
+    for case, (params, max_tokens) in CASES.items():
+        if case == "min_tokens_6_stop_token_ids":
+            params = dict(params, stop_token_ids=[stop_token])
+        out += [(case, kind, i, stream, item, params, max_tokens) for i, (kind, item) in enumerate(prompts)
+                for stream in (False, True)]
+    return out
+
+
+def ask(client, kind, item, stream, params, max_tokens):
+    extra = {k: v for k, v in params.items() if k in EXTRA_BODY}
+    std = {k: v for k, v in params.items() if k not in EXTRA_BODY}
+    kw = dict(model="default", max_tokens=max_tokens, temperature=0, stream=stream, **std)
+    if kind == "completion":
+        resp = client.completions.create(prompt=item, extra_body=dict(extra, return_token_ids=True), **kw)
+        if not stream:
+            c = resp.choices[0]
+            return dict(text=c.text, ids=c.token_ids, finish=c.finish_reason)
+        text, ids, finish = "", [], None
+        for chunk in resp:
+            for c in chunk.choices:
+                text += c.text
+                ids += getattr(c, "token_ids", None) or []
+                finish = c.finish_reason or finish
+        return dict(text=text, ids=ids, finish=finish)
+    if not stream:
+        resp = client.chat.completions.create(messages=item, extra_body=dict(extra, return_token_ids=True), **kw)
+        c = resp.choices[0]
+        return dict(text=c.message.content, ids=c.response_token_ids, finish=c.finish_reason)
+    resp = client.chat.completions.create(messages=item, extra_body=extra, stream_options={"include_usage": True},
+                                          **kw)
+    text, finish, tokens = "", None, None
+    for chunk in resp:
+        for c in chunk.choices:
+            text += c.delta.content or ""
+            finish = c.finish_reason or finish
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+    return dict(text=text, ids=None, finish=finish, completion_tokens=tokens)  # no ids in chat chunks
+
+
+def answers(url, matrix):
+    client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=900)
+    with ThreadPoolExecutor(8) as pool:  # concurrent: penalized and plain requests share batches
+        futures = {(case, kind, i, stream): pool.submit(ask, client, kind, item, stream, params, max_tokens)
+                   for case, kind, i, stream, item, params, max_tokens in matrix}
+        return {key: f.result() for key, f in futures.items()}
+
+
+def differences(base, spec):
+    return {key: (base[key], spec[key]) for key in base if spec[key] != base[key]}
+
+
+@pytest.fixture(scope="module")
+def served(models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("penalties")
+    target = build_target(models, str(root))
+    matrix = requests(models)
+    out = {}
+    with Server(target, log_path=root / "base.log") as base:
+        out["base"] = answers(base.url, matrix)
+    for name, extra in (("topk1", ()), ("topk4", TOPK_TREE)):
+        with Server(target, models["agreeing_draft"], log_path=root / f"{name}.log", extra=extra) as spec:
+            out[name] = answers(spec.url, matrix)
+            out[f"{name}_metrics"] = spec.get("/metrics")
+            out[f"{name}_info"] = json.loads(spec.get("/get_server_info"))
+    return out
+
+
+@pytest.mark.parametrize("tree", ["topk1", "topk4"])
+def test_eagle3_equals_baseline_for_every_sampling_parameter(served, tree):
+    diff = differences(served["base"], served[tree])
+    assert not diff, f"{len(diff)} of {len(served['base'])} answers differ: " + "; ".join(
+        f"{k}: base {b} eagle3 {s}" for k, (b, s) in list(diff.items())[:6])
+
+
+def test_the_matrix_exercises_what_it_claims(served):
+    base = served["base"]
+    keys = {k[1:] for k in base}  # (kind, prompt, stream)
+    changed = {case for case in CASES if case != "plain"
+               if any(base[(case, *k)]["text"] != base[("plain", *k)]["text"] for k in keys)}
+    # every penalty changes some greedy answer (a penalty SGLang ignored would pass vacuously)
+    assert changed >= set(CASES) - {"plain", "repetition_1.05", "min_tokens_6_stop_token_ids"}, (
+        set(CASES) - changed)
+    assert "generation_config" in changed  # the target's repetition_penalty 1.05 is applied by default
+    finishes = {base[k]["finish"] for k in base if k[0].startswith("min_tokens")}
+    assert finishes == {"stop", "length"}  # min_tokens answers end both ways
+    assert all(a["text"] for a in base.values())
+
+
+def test_speculation_ran_with_the_patch(served):
+    for tree in ("topk1", "topk4"):
+        m = re.search(r'^sglang:spec_accept_length\{[^}]*\} ([0-9.]+)$', served[f"{tree}_metrics"], re.M)
+        assert m and float(m.group(1)) > 1.2, (tree, m and m.group(1))
+        state = served[f"{tree}_info"]["internal_states"][0]["eagle3_ext"]
+        assert state["patches"]["eagle_sample.penalties"] == "applied", state["patches"]
+
+
+def test_streaming_equals_non_streaming(served):
+    for tree in ("base", "topk1", "topk4"):
+        got = served[tree]
+        for (case, kind, i, stream), a in got.items():
+            if stream:
+                b = got[(case, kind, i, False)]
+                assert (a["text"], a["finish"]) == (b["text"], b["finish"]), (tree, case, kind, i)
+                if a["ids"] is not None:
+                    assert a["ids"] == b["ids"], (tree, case, kind, i)
