@@ -7,8 +7,8 @@ stepping back along its sibling chain to the first child), marks the path's toke
 block, and applies SGLang's penalty math to the block in SGLang's order. The state is read
 from SGLang's own penalizer tensors, never copied per node.
 
-``penalty_advance`` (one program per request) counts the accepted nodes' tokens into the
-same tensors in place, in order, after the verify step.
+``penalty_advance`` (one program per request) counts a verify step's tokens into the same
+tensors in place, in order, after the step: the root's, then the committed ones but the last.
 """
 
 import torch
@@ -116,7 +116,7 @@ def _penalty_fixup_kernel(
 
 @triton.jit
 def _penalty_advance_kernel(
-    draft_ptr, accept_index_ptr, accept_lens_ptr,
+    draft_ptr, predict_ptr, accept_index_ptr, accept_lens_ptr,
     freq_ptr, cum_freq_ptr, pres_ptr, cum_pres_ptr, rep_ptr, cum_rep_ptr, out_len_ptr,
     accept_stride, freq_stride, cum_freq_stride, pres_stride, cum_pres_stride,
     rep_stride, cum_rep_stride, out_len_stride,
@@ -125,10 +125,12 @@ def _penalty_advance_kernel(
 ):
     b = tl.program_id(0).to(tl.int64)
     count = tl.load(accept_lens_ptr + b)
+    root = tl.load(accept_index_ptr + b * accept_stride).to(tl.int64)
     for i in range(WIDTH):  # sequential: a token seen twice gets two frequency adds
         if i < count:
-            node = tl.load(accept_index_ptr + b * accept_stride + i).to(tl.int64)
-            tok = tl.load(draft_ptr + node).to(tl.int64)
+            # the root's token, then what the target committed after each accepted node but the last
+            prev = tl.load(accept_index_ptr + b * accept_stride + tl.maximum(i - 1, 0)).to(tl.int64)
+            tok = tl.where(i == 0, tl.load(draft_ptr + root), tl.load(predict_ptr + prev)).to(tl.int64)
             if HAS_FREQ:
                 ptr = cum_freq_ptr + b * cum_freq_stride + tok
                 tl.store(ptr, tl.load(ptr) + tl.load(freq_ptr + b * freq_stride))
@@ -190,9 +192,9 @@ def penalty_fixup(logits: torch.Tensor, candidates: torch.Tensor, retrive_next_t
     )
 
 
-def penalty_advance(state: PenaltyState, draft_tokens: torch.Tensor, accept_index: torch.Tensor,
-                    accept_lens: torch.Tensor) -> None:
-    """Count the accepted nodes' tokens (root and accepted drafts) into the state, in place."""
+def penalty_advance(state: PenaltyState, draft_tokens: torch.Tensor, predict: torch.Tensor,
+                    accept_index: torch.Tensor, accept_lens: torch.Tensor) -> None:
+    """Count a verify step's committed tokens but the last (the next root) into the state, in place."""
     bs, width = accept_index.shape
     if bs == 0:
         return
@@ -206,7 +208,7 @@ def penalty_advance(state: PenaltyState, draft_tokens: torch.Tensor, accept_inde
                                  s.repetition, s.cum_repetition, s.out_len)]
     ptrs, strides = zip(*args)
     _penalty_advance_kernel[(bs,)](
-        draft_tokens.reshape(-1), accept_index, accept_lens.contiguous(), *ptrs,
+        draft_tokens.reshape(-1), predict.reshape(-1), accept_index, accept_lens.contiguous(), *ptrs,
         accept_index.stride(0), *strides[:6], strides[6],
         WIDTH=width, HAS_FREQ=s.frequency is not None, HAS_PRES=s.presence is not None,
         HAS_REP=s.repetition is not None, HAS_LEN=s.out_len is not None,

@@ -22,8 +22,8 @@ been generated one by one. Per request b, with SGLang's penalizer tensors as ``P
 SGLang 0.5.23's repetition penalty counts output tokens only (prompt tokens are not in its
 state), like the frequency and presence penalties; the fix-up follows whatever the state holds.
 
-``penalty_advance`` moves the state past one verify step: the tokens of the accepted nodes
-(root, then the accepted drafts; the bonus token becomes the next root) are counted in order.
+``penalty_advance`` moves the state past one verify step: the root's token, then every token the
+step committed but the last (the bonus token, the next tree's root), in order.
 """
 
 from __future__ import annotations
@@ -133,17 +133,21 @@ def penalty_fixup(logits: torch.Tensor, candidates: torch.Tensor, retrive_next_t
                 x.add_(state.logit_bias[b])
 
 
-def penalty_advance(state: PenaltyState, draft_tokens: torch.Tensor, accept_index: torch.Tensor,
-                    accept_lens: torch.Tensor) -> None:
-    """Count the tokens of each request's accepted nodes into the state, in order.
+def penalty_advance(state: PenaltyState, draft_tokens: torch.Tensor, predict: torch.Tensor,
+                    accept_index: torch.Tensor, accept_lens: torch.Tensor) -> None:
+    """Count one verify step into the state, in order: the root's token, then the tokens committed
+    after each accepted node but the last (predict there; the bonus token becomes the next root).
 
-    draft_tokens: flat [bs * n] (global node ids index it); accept_index [bs, W] global ids of
-    the root and the accepted drafts; accept_lens [bs] how many of them (drafts + 1)."""
-    flat = draft_tokens.reshape(-1)
+    draft_tokens, predict: flat [bs * n] (global node ids index them); accept_index [bs, W] global
+    ids of the root and the accepted drafts; accept_lens [bs] how many of them (drafts + 1).
+    Reading predict rather than the accepted drafts' tokens (equal in a real verify) counts what
+    was committed even where acceptance is simulated."""
+    flat, committed = draft_tokens.reshape(-1), predict.reshape(-1)
     for b in range(accept_index.shape[0]):
         count = int(accept_lens[b])
-        for i in range(count):
-            t = int(flat[int(accept_index[b, i])])
+        nodes = [int(i) for i in accept_index[b, :count]]
+        tokens = [int(flat[nodes[0]])] + [int(committed[i]) for i in nodes[:-1]]
+        for t in tokens:
             if state.frequency is not None:
                 state.cum_frequency[b, t] += _per_request(state.frequency, b).float()
             if state.presence is not None:

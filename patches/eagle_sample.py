@@ -132,8 +132,9 @@ def _round_trip(classes) -> None:
     ours = h.orchestrator(PROBE_PARAMS, vocab, history, classes=classes)
     theirs = h.orchestrator(PROBE_PARAMS, vocab, history + [list(t) for t in zip(*step)], classes=classes)
     state = penalty_state(ours, None, classes)
-    ref.penalty_advance(state, torch.tensor(step).reshape(-1), torch.tensor([[0, 1], [2, 3]]),
-                        torch.tensor([2, 2]))
+    flat = torch.tensor(step).reshape(-1)  # node 2b = root, 2b + 1 its accepted child
+    predict = torch.stack([flat[1], flat[1], flat[3], flat[3]])  # committed after root / child
+    ref.penalty_advance(state, flat, predict, torch.tensor([[0, 1], [2, 3]]), torch.tensor([2, 2]))
     add_ours, add_theirs = torch.zeros(2, vocab), torch.zeros(2, vocab)
     ours.accumulate_additive_penalties(add_ours)
     theirs.accumulate_additive_penalties(add_theirs)
@@ -224,8 +225,8 @@ def plan(p) -> str:
                 out = original(verify_input, batch, logits_output, *args, **kwargs)
             finally:
                 batch.sampling_info = info
-            _predict, accept_lens, accept_index = out
-            penalty_advance(state, verify_input.draft_token, accept_index, accept_lens)
+            predict, accept_lens, accept_index = out
+            penalty_advance(state, verify_input.draft_token, predict, accept_index, accept_lens)
             if logits.is_cuda:
                 import torch
 

@@ -179,18 +179,22 @@ def test_advance_counts_exactly_the_accepted_tokens(fn):
     candidates, retrieve, gen = random_tree(4, steps, n, bs, seed=5)
     history = history_rounds(bs, 3, gen)
     orch = orchestrator(params, history)
-    # a verify step: accept a random root path per request (length 1..steps+1 nodes)
+    # a verify step: accept a random root path per request (length 1..steps+1 nodes); predict holds
+    # what the target committed after each accepted node (the next node's token, then a bonus)
     accept_index = torch.full((bs, steps + 1), -1, dtype=torch.int32)
     accept_lens = torch.zeros(bs, dtype=torch.int32)
+    predict = torch.zeros(bs * n, dtype=torch.int32)
     accepted_tokens = []
     for b in range(bs):
         paths = ref.tree_paths(retrieve[1, b].tolist(), retrieve[2, b].tolist())
         path = max(paths, key=len)[: 1 + b % (steps + 1)]
         accept_index[b, : len(path)] = torch.tensor([b * n + i for i in path], dtype=torch.int32)
         accept_lens[b] = len(path)
-        accepted_tokens.append([int(candidates[b, i]) for i in path])
+        for here, after in zip(path, path[1:] + [None]):
+            predict[b * n + here] = candidates[b, after] if after is not None else 30 + b
+        accepted_tokens.append([int(candidates[b, i]) for i in path])  # root + accepted drafts
     state = to_device(state_of(orch, params))
-    fn(state, candidates.reshape(-1).to(DEVICE), accept_index.to(DEVICE), accept_lens.to(DEVICE))
+    fn(state, candidates.reshape(-1).to(DEVICE), predict.to(DEVICE), accept_index.to(DEVICE), accept_lens.to(DEVICE))
     for b in range(bs):
         theirs = orchestrator([params[b]], [[h[b]] for h in history] + [[t] for t in accepted_tokens[b]])
         mine, other = state_of(orch, params), state_of(theirs, [params[b]])
