@@ -276,7 +276,7 @@ def plan(p) -> str:
     p.wrap(f"{ORCH}.filter", make_filter)
     p.wrap(f"{ORCH}.merge", make_merge)
     names = ", ".join(a.name for a in exact)
-    return f"exact per-node penalties in eagle_sample for {names} (Triton fix-up, one launch per verify)"
+    return f"exact per-node penalties in eagle_sample for {names} (Triton: one fix-up + one state-advance launch per verify)"
 
 
 PATCH = Patch(

@@ -24,25 +24,43 @@ import pytest
 
 from server import Server
 
-MAX_TOKENS = 24
-CASES = {  # name: (sampling parameters, max_tokens)
-    "generation_config": ({}, MAX_TOKENS),  # only temperature 0: the target's repetition_penalty 1.05
-    "plain": (dict(repetition_penalty=1.0), MAX_TOKENS),
-    "repetition_1.05": (dict(repetition_penalty=1.05), MAX_TOKENS),
-    "repetition_1.3": (dict(repetition_penalty=1.3), MAX_TOKENS),
-    "frequency_0.5": (dict(frequency_penalty=0.5, repetition_penalty=1.0), MAX_TOKENS),
-    "presence_1.0": (dict(presence_penalty=1.0, repetition_penalty=1.0), MAX_TOKENS),
-    **{f"min_tokens_{m}_max_{n}": (dict(min_tokens=m, repetition_penalty=1.0), n)
-       for m, ns in ((5, (5, 6, 9)), (10, (10, 11, 14))) for n in ns},  # max >= min (SGLang: 400 otherwise)
-    # stop_token_ids: the near-EOS prompt's second generated token (set in requests())
-    "min_tokens_6_stop_token_ids": (dict(min_tokens=6, repetition_penalty=1.0), MAX_TOKENS),
-    "logit_bias": (dict(logit_bias={"42": -100, "151": 4}, repetition_penalty=1.0), MAX_TOKENS),
-    "logit_bias_presence": (dict(logit_bias={"42": -100, "151": 4}, presence_penalty=1.0), MAX_TOKENS),
-    "all": (dict(repetition_penalty=1.3, frequency_penalty=0.5, presence_penalty=1.0, min_tokens=5,
-                 logit_bias={"151": 2}), MAX_TOKENS),
-}
+MAX_TOKENS = 16
+CYCLE, NEAR_EOS, CHAT = "cycle", "near_eos", "chat"  # the prompts (see prompt_ids)
+
+
+def cases(ids):
+    """name: (sampling parameters, max_tokens, [(prompt, stream), ...]). Each parameter on the prompts
+    where it bites (penalties on the cycle, min_tokens near EOS) and on the chat; streaming for some."""
+    no_rep = dict(repetition_penalty=1.0)  # the other penalties alone, without the target's default
+    bias = {str(ids["cycle"][1]): -100, str(ids["cycle"][2]): 0.5}
+    out = {
+        "generation_config": ({}, [(CYCLE, False), (NEAR_EOS, False), (CHAT, False), (CHAT, True)]),
+        "plain": (no_rep, [(CYCLE, False), (NEAR_EOS, False), (CHAT, False)]),
+        "repetition_1.05": (dict(repetition_penalty=1.05), [(CYCLE, False), (CHAT, False)]),
+        "repetition_1.3": (dict(repetition_penalty=1.3), [(CYCLE, False), (CYCLE, True), (CHAT, False), (CHAT, True)]),
+        "frequency_0.5": (dict(no_rep, frequency_penalty=0.5), [(CYCLE, False), (CHAT, False)]),
+        "presence_1.0": (dict(no_rep, presence_penalty=1.0), [(CYCLE, False), (CYCLE, True), (CHAT, False)]),
+        "logit_bias": (dict(no_rep, logit_bias=bias), [(CYCLE, False)]),
+        "logit_bias_presence": (dict(logit_bias=bias, presence_penalty=1.0), [(CYCLE, False), (CYCLE, True)]),
+        "min_tokens_6_stop_token_ids": (dict(no_rep, min_tokens=6, stop_token_ids=[ids["stop_token"]]),
+                                        [(NEAR_EOS, False)]),
+        "all": (dict(repetition_penalty=1.3, frequency_penalty=0.5, presence_penalty=1.0, min_tokens=5,
+                     logit_bias={str(ids["cycle"][2]): 0.5}),
+                [(CYCLE, False), (CYCLE, True), (NEAR_EOS, False), (CHAT, False)]),
+    }
+    out = {name: (params, MAX_TOKENS, where) for name, (params, where) in out.items()}
+    for m, ns in ((5, (5, 6, 9)), (10, (10, 11, 14))):  # max_tokens >= min_tokens (else SGLang answers 400)
+        for n in ns:
+            where = [(NEAR_EOS, False)] + ([(NEAR_EOS, True)] if n == max(ns) else [])
+            where += [(CHAT, False), (CHAT, True)] if (m, n) == (10, 14) else []
+            out[f"min_tokens_{m}_max_{n}"] = (dict(no_rep, min_tokens=m), n, where)
+    return out
+
+
 EXTRA_BODY = ("min_tokens", "repetition_penalty", "stop_token_ids")  # SGLang's, outside the OpenAI schema
 TOPK_TREE = ("--speculative-eagle-topk", "4", "--speculative-num-draft-tokens", "8")
+# One KV split in Triton decode attention: 8x fewer interpreted programs per decode step on CPU.
+SERVER_ARGS = ("--triton-attention-num-kv-splits", "1")
 
 
 def build_target(models, root):
@@ -55,8 +73,9 @@ def build_target(models, root):
 
 
 def prompt_ids(models):
-    """(near EOS, on a cycle): token-id prompts ending where g's orbit hits EOS after three more
-    tokens, and on a cycle of g that avoids EOS."""
+    """Token-id prompts chosen on the bigram map g: one ending 3 tokens before EOS on g's orbit
+    (min_tokens bites), one on a cycle of g that avoids EOS (the output repeats at once: every
+    penalty bites; the top-2 logit margins are ~0.4, so even repetition_penalty 1.05 does)."""
     from sglang_eagle3_ext.tiny_models import bigram_next_tokens
 
     g = bigram_next_tokens(models["bigram_target"]).tolist()
@@ -69,27 +88,23 @@ def prompt_ids(models):
         return out
 
     near = [s for s in range(len(g)) if orbit(s, 4)[-1] == eos and eos not in orbit(s, 3)]
-    cycle = [s for s in range(len(g)) if s != eos and eos not in orbit(s, 8) and orbit(s, 8).count(s) > 1]
+    cycle = [s for s in range(len(g)) if g[s] != s and eos not in orbit(s, 8) and orbit(s, 8).count(s) > 1]
     if not near or not cycle:
         pytest.skip("this bigram target has no short orbit to EOS or no cycle without it")
-    return [7, 11, near[0]], [7, 11, cycle[0]], orbit(near[0], 2)[-1]
+    return dict(near_eos=[7, 11, near[0]], cycle=orbit(cycle[0], 3), stop_token=orbit(near[0], 2)[-1])
 
 
 def requests(models):
-    """(case, kind, prompt index, stream, prompt, sampling parameters, max_tokens) of every request."""
-    near_eos, on_cycle, stop_token = prompt_ids(models)
-    prompts = [("completion", near_eos), ("completion", on_cycle),
-               ("chat", [{"role": "user", "content": "hello there!"}])]
-    out = []
-    for case, (params, max_tokens) in CASES.items():
-        if case == "min_tokens_6_stop_token_ids":
-            params = dict(params, stop_token_ids=[stop_token])
-        out += [(case, kind, i, stream, item, params, max_tokens) for i, (kind, item) in enumerate(prompts)
-                for stream in (False, True)]
-    return out
+    """(case, prompt, stream, prompt value, sampling parameters, max_tokens) of every request."""
+    ids = prompt_ids(models)
+    prompts = {NEAR_EOS: ("completion", ids["near_eos"]), CYCLE: ("completion", [7, 11, ids["cycle"][0]]),
+               CHAT: ("chat", [{"role": "user", "content": "hello there!"}])}
+    return [(case, prompt, stream, prompts[prompt], params, max_tokens)
+            for case, (params, max_tokens, where) in cases(ids).items() for prompt, stream in where]
 
 
-def ask(client, kind, item, stream, params, max_tokens):
+def ask(client, prompt, stream, params, max_tokens):
+    kind, item = prompt
     extra = {k: v for k, v in params.items() if k in EXTRA_BODY}
     std = {k: v for k, v in params.items() if k not in EXTRA_BODY}
     kw = dict(model="default", max_tokens=max_tokens, temperature=0, stream=stream, **std)
@@ -124,8 +139,8 @@ def ask(client, kind, item, stream, params, max_tokens):
 def answers(url, matrix):
     client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=900)
     with ThreadPoolExecutor(8) as pool:  # concurrent: penalized and plain requests share batches
-        futures = {(case, kind, i, stream): pool.submit(ask, client, kind, item, stream, params, max_tokens)
-                   for case, kind, i, stream, item, params, max_tokens in matrix}
+        futures = {(case, name, stream): pool.submit(ask, client, prompt, stream, params, max_tokens)
+                   for case, name, stream, prompt, params, max_tokens in matrix}
         return {key: f.result() for key, f in futures.items()}
 
 
@@ -139,10 +154,11 @@ def served(models, tmp_path_factory):
     target = build_target(models, str(root))
     matrix = requests(models)
     out = {}
-    with Server(target, log_path=root / "base.log") as base:
+    with Server(target, log_path=root / "base.log", extra=SERVER_ARGS) as base:
         out["base"] = answers(base.url, matrix)
     for name, extra in (("topk1", ()), ("topk4", TOPK_TREE)):
-        with Server(target, models["agreeing_draft"], log_path=root / f"{name}.log", extra=extra) as spec:
+        with Server(target, models["agreeing_draft"], log_path=root / f"{name}.log",
+                    extra=SERVER_ARGS + extra) as spec:
             out[name] = answers(spec.url, matrix)
             out[f"{name}_metrics"] = spec.get("/metrics")
             out[f"{name}_info"] = json.loads(spec.get("/get_server_info"))
@@ -158,15 +174,13 @@ def test_eagle3_equals_baseline_for_every_sampling_parameter(served, tree):
 
 def test_the_matrix_exercises_what_it_claims(served):
     base = served["base"]
-    keys = {k[1:] for k in base}  # (kind, prompt, stream)
-    changed = {case for case in CASES if case != "plain"
-               if any(base[(case, *k)]["text"] != base[("plain", *k)]["text"] for k in keys)}
-    # every penalty changes some greedy answer (a penalty SGLang ignored would pass vacuously)
-    assert changed >= set(CASES) - {"plain", "repetition_1.05", "min_tokens_6_stop_token_ids"}, (
-        set(CASES) - changed)
-    assert "generation_config" in changed  # the target's repetition_penalty 1.05 is applied by default
-    finishes = {base[k]["finish"] for k in base if k[0].startswith("min_tokens")}
-    assert finishes == {"stop", "length"}  # min_tokens answers end both ways
+    plain = {name: base[("plain", name, False)] for name in (CYCLE, NEAR_EOS, CHAT)}
+    # every parameter changes a greedy answer (one SGLang ignored would pass vacuously), the
+    # target's default repetition_penalty 1.05 included; non-streamed answers all carry token ids
+    assert all(a["ids"] for (_, _, stream), a in base.items() if not stream)
+    changed = {case for (case, name, stream), a in base.items() if not stream and a["ids"] != plain[name]["ids"]}
+    assert changed == {case for case, _, _ in base} - {"plain"}
+    assert {base[k]["finish"] for k in base if k[0].startswith("min_tokens")} == {"stop", "length"}
     assert all(a["text"] for a in base.values())
 
 
@@ -179,11 +193,11 @@ def test_speculation_ran_with_the_patch(served):
 
 
 def test_streaming_equals_non_streaming(served):
-    for tree in ("base", "topk1", "topk4"):
-        got = served[tree]
-        for (case, kind, i, stream), a in got.items():
-            if stream:
-                b = got[(case, kind, i, False)]
-                assert (a["text"], a["finish"]) == (b["text"], b["finish"]), (tree, case, kind, i)
+    for server in ("base", "topk1", "topk4"):
+        got = served[server]
+        for (case, name, stream), a in got.items():
+            b = got.get((case, name, False))
+            if stream and b is not None:
+                assert (a["text"], a["finish"]) == (b["text"], b["finish"]), (server, case, name)
                 if a["ids"] is not None:
-                    assert a["ids"] == b["ids"], (tree, case, kind, i)
+                    assert a["ids"] == b["ids"], (server, case, name)

@@ -247,7 +247,7 @@ def test_tree_sampling_draws_from_the_exactly_penalized_distribution(sglang_veri
     from sglang_eagle3_ext.kernels.tree_inputs import tree_children
     from test_tree_kernels import chi_square_pvalue
 
-    vocab, draws = 4, 1500
+    vocab, draws = 4, 300  # the relaxed distribution is ~4.4 chi-square units per draw away
     params = dict(presence_penalty=1.2, frequency_penalty=0.4, repetition_penalty=1.6)
     history = [3]
     tokens = [2, 0, 1, 0, 1, 1, 0]  # root 2; children 0, 1; grandchildren repeat them
@@ -290,7 +290,7 @@ def test_tree_sampling_draws_from_the_exactly_penalized_distribution(sglang_veri
     relaxed = exact_distribution(probs([sglang_one_by_one(raw[j], params, history, [tokens[0]]) for j in range(7)]))
     assert chi_square_pvalue(counts, torch.tensor([relaxed[k] for k in keys], dtype=torch.float64)) < 1e-6
     # and the state moved by exactly each draw's accepted tokens (root + accepted drafts)
-    for b in range(0, draws, 250):
+    for b in range(0, draws, 50):
         accepted = [tokens[int(i) % 7] for i in accept_index[b, : int(accept_lens[b])]]
         theirs = state_of(orchestrator([params], [[t] for t in history + accepted]), [params])
         mine = state_of(orch, [params] * draws)
