@@ -25,28 +25,30 @@ import pytest
 from server import Server
 
 MAX_TOKENS = 16
-CYCLE, NEAR_EOS, CHAT = "cycle", "near_eos", "chat"  # the prompts (see prompt_ids)
+CYCLE, NEAR_EOS, CHAT, CHAT_CYCLE = "cycle", "near_eos", "chat", "chat_cycle"  # the prompts (requests())
 
 
 def cases(ids):
     """name: (sampling parameters, max_tokens, [(prompt, stream), ...]). Each parameter on the prompts
-    where it bites (penalties on the cycle, min_tokens near EOS) and on the chat; streaming for some."""
+    where it bites (penalties on the cycles, min_tokens near EOS); streaming for some."""
     no_rep = dict(repetition_penalty=1.0)  # the other penalties alone, without the target's default
     bias = {str(ids["cycle"][1]): -100, str(ids["cycle"][2]): 0.5}
     out = {
-        "generation_config": ({}, [(CYCLE, False), (NEAR_EOS, False), (CHAT, False), (CHAT, True)]),
-        "plain": (no_rep, [(CYCLE, False), (NEAR_EOS, False), (CHAT, False)]),
-        "repetition_1.05": (dict(repetition_penalty=1.05), [(CYCLE, False), (CHAT, False)]),
-        "repetition_1.3": (dict(repetition_penalty=1.3), [(CYCLE, False), (CYCLE, True), (CHAT, False), (CHAT, True)]),
-        "frequency_0.5": (dict(no_rep, frequency_penalty=0.5), [(CYCLE, False), (CHAT, False)]),
-        "presence_1.0": (dict(no_rep, presence_penalty=1.0), [(CYCLE, False), (CYCLE, True), (CHAT, False)]),
+        # only temperature 0: chat takes the target's repetition_penalty 1.05 (completions do not)
+        "generation_config": ({}, [(CHAT_CYCLE, False), (CHAT_CYCLE, True), (CYCLE, False)]),
+        "plain": (no_rep, [(CYCLE, False), (NEAR_EOS, False), (CHAT, False), (CHAT_CYCLE, False)]),
+        "repetition_1.05": (dict(repetition_penalty=1.05), [(CYCLE, False), (CHAT_CYCLE, False)]),
+        "repetition_1.3": (dict(repetition_penalty=1.3),
+                           [(CYCLE, False), (CYCLE, True), (CHAT_CYCLE, False), (CHAT_CYCLE, True)]),
+        "frequency_0.5": (dict(no_rep, frequency_penalty=0.5), [(CYCLE, False), (CHAT_CYCLE, False)]),
+        "presence_1.0": (dict(no_rep, presence_penalty=1.0), [(CYCLE, False), (CYCLE, True), (CHAT_CYCLE, False)]),
         "logit_bias": (dict(no_rep, logit_bias=bias), [(CYCLE, False)]),
         "logit_bias_presence": (dict(logit_bias=bias, presence_penalty=1.0), [(CYCLE, False), (CYCLE, True)]),
         "min_tokens_6_stop_token_ids": (dict(no_rep, min_tokens=6, stop_token_ids=[ids["stop_token"]]),
                                         [(NEAR_EOS, False)]),
         "all": (dict(repetition_penalty=1.3, frequency_penalty=0.5, presence_penalty=1.0, min_tokens=5,
                      logit_bias={str(ids["cycle"][2]): 0.5}),
-                [(CYCLE, False), (CYCLE, True), (NEAR_EOS, False), (CHAT, False)]),
+                [(CYCLE, False), (CYCLE, True), (NEAR_EOS, False), (CHAT_CYCLE, False)]),
     }
     out = {name: (params, MAX_TOKENS, where) for name, (params, where) in out.items()}
     for m, ns in ((5, (5, 6, 9)), (10, (10, 11, 14))):  # max_tokens >= min_tokens (else SGLang answers 400)
@@ -61,6 +63,11 @@ EXTRA_BODY = ("min_tokens", "repetition_penalty", "stop_token_ids")  # SGLang's,
 TOPK_TREE = ("--speculative-eagle-topk", "4", "--speculative-num-draft-tokens", "8")
 # One KV split in Triton decode attention: 8x fewer interpreted programs per decode step on CPU.
 SERVER_ARGS = ("--triton-attention-num-kv-splits", "1")
+# The reference is SGLang's synchronous scheduler, which counts each token before the next is
+# sampled. Its overlap scheduler (the non-speculative default) counts the prompt's last token on the
+# first decode step and each token one step late, depending on timing: the same penalized request
+# can come out differently twice. EAGLE on CPU runs synchronously (SGLang forces it).
+BASELINE_ARGS = ("--disable-overlap-schedule",)
 
 
 def build_target(models, root):
@@ -95,17 +102,27 @@ def prompt_ids(models):
 
 
 def requests(models):
-    """(case, prompt, stream, prompt value, sampling parameters, max_tokens) of every request."""
+    """(case, prompt, stream, (kind, prompt, extra body), sampling parameters, max_tokens) of every request.
+
+    CHAT reaches EOS after 8 tokens; CHAT_CYCLE continues an assistant message ending in "|" (token 96
+    here, on a cycle of g) with continue_final_message."""
+    from transformers import AutoTokenizer
+
     ids = prompt_ids(models)
-    prompts = {NEAR_EOS: ("completion", ids["near_eos"]), CYCLE: ("completion", [7, 11, ids["cycle"][0]]),
-               CHAT: ("chat", [{"role": "user", "content": "hello there!"}])}
+    user = {"role": "user", "content": "hello there!"}
+    tail = AutoTokenizer.from_pretrained(models["bigram_target"]).decode([ids["cycle"][0]])
+    prompts = {NEAR_EOS: ("completion", ids["near_eos"], {}),
+               CYCLE: ("completion", [7, 11, ids["cycle"][0]], {}),
+               CHAT: ("chat", [user], {}),
+               CHAT_CYCLE: ("chat", [user, {"role": "assistant", "content": "hi" + tail}],
+                            {"continue_final_message": True})}
     return [(case, prompt, stream, prompts[prompt], params, max_tokens)
             for case, (params, max_tokens, where) in cases(ids).items() for prompt, stream in where]
 
 
 def ask(client, prompt, stream, params, max_tokens):
-    kind, item = prompt
-    extra = {k: v for k, v in params.items() if k in EXTRA_BODY}
+    kind, item, extra = prompt
+    extra = dict(extra, **{k: v for k, v in params.items() if k in EXTRA_BODY})
     std = {k: v for k, v in params.items() if k not in EXTRA_BODY}
     kw = dict(model="default", max_tokens=max_tokens, temperature=0, stream=stream, **std)
     if kind == "completion":
@@ -154,7 +171,7 @@ def served(models, tmp_path_factory):
     target = build_target(models, str(root))
     matrix = requests(models)
     out = {}
-    with Server(target, log_path=root / "base.log", extra=SERVER_ARGS) as base:
+    with Server(target, log_path=root / "base.log", extra=SERVER_ARGS + BASELINE_ARGS) as base:
         out["base"] = answers(base.url, matrix)
     for name, extra in (("topk1", ()), ("topk4", TOPK_TREE)):
         with Server(target, models["agreeing_draft"], log_path=root / f"{name}.log",
@@ -174,12 +191,14 @@ def test_eagle3_equals_baseline_for_every_sampling_parameter(served, tree):
 
 def test_the_matrix_exercises_what_it_claims(served):
     base = served["base"]
-    plain = {name: base[("plain", name, False)] for name in (CYCLE, NEAR_EOS, CHAT)}
+    plain = {name: base[("plain", name, False)] for name in (CYCLE, NEAR_EOS, CHAT, CHAT_CYCLE)}
     # every parameter changes a greedy answer (one SGLang ignored would pass vacuously), the
     # target's default repetition_penalty 1.05 included; non-streamed answers all carry token ids
     assert all(a["ids"] for (_, _, stream), a in base.items() if not stream)
     changed = {case for (case, name, stream), a in base.items() if not stream and a["ids"] != plain[name]["ids"]}
     assert changed == {case for case, _, _ in base} - {"plain"}
+    # completions take no generation_config defaults in this SGLang: there it is the plain answer
+    assert base[("generation_config", CYCLE, False)] == plain[CYCLE]
     assert {base[k]["finish"] for k in base if k[0].startswith("min_tokens")} == {"stop", "length"}
     assert all(a["text"] for a in base.values())
 
