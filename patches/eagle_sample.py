@@ -24,6 +24,13 @@ What upstream SGLang 0.5.23 does (sglang.srt.speculative.eagle_utils, .eagle_wor
   (an accept length of 2 leaves half the output uncounted, and min_tokens counts steps, not
   tokens); under overlap scheduling output_ids lags a step behind as well, and the first step
   counts the prompt's last token.
+* The non-speculative path counts with the same `cumulate_penalty_output_tokens` in
+  `ScheduleBatch.prepare_for_decode`: exact with the synchronous scheduler (the previous step's
+  result is in output_ids), but under overlap scheduling (SGLang's default off-CPU-spec) it reads
+  output_ids before the previous step is processed: the first decode counts the prompt's last
+  token, later ones each token a step late, and which one depends on batch timing. The reference
+  for "exact" is therefore the synchronous scheduler; this patch leaves the non-speculative path
+  alone.
 
 What this patch does (batches of EAGLE, EAGLE3 and STANDALONE; NGRAM keeps upstream's relaxed
 verify):
