@@ -1,11 +1,13 @@
 """Triton ``penalty_fixup``: exact penalties per draft-tree node, one launch per verify.
 
 Semantics (and the plain-torch twin): ``penalty_fixup_reference``. Each program owns one
-tree node's logits row and a block of the vocabulary: it walks from the node up to the root
-through the retrieval links (at most ``num_steps`` ancestors; a node's parent is found by
-stepping back along its sibling chain to the first child), marks the path's tokens in its
-block, and applies SGLang's penalty math to the block in SGLang's order. The state is read
-from SGLang's own penalizer tensors, never copied per node.
+request's tree and a block of the vocabulary, i.e. a [nodes x block] tile of the verify logits.
+It derives every node's parent from the retrieval links (first-child / next-sibling: a later
+sibling takes its chain's first child's parent), walks all nodes up to the root at once (at most
+``num_steps + 1`` levels, ``tl.gather`` per level), marks each node's path tokens in the block,
+and applies SGLang's penalty math in SGLang's order. The state is read from SGLang's own
+penalizer tensors, once per program, never copied per node. Sparse in the path: per node only
+the <= num_steps + 1 path tokens change the prefix's penalties.
 
 ``penalty_advance`` (one program per request) counts a verify step's tokens into the same
 tensors in place, in order, after the step: the root's, then the committed ones but the last.
