@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import dataclasses  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -316,6 +317,38 @@ def test_greedy_verify_takes_the_exactly_penalized_argmax(sglang_verify):
     assert int(accept_lens[0]) == 5  # every draft accepted
     bonus = int(sglang_one_by_one(raw[4], params, history, tokens).argmax())
     assert predict[accept_index[0].long()].tolist() == tokens[1:] + [bonus]
+
+
+def test_requests_without_penalties_pay_nothing(sglang_verify, monkeypatch):
+    """No penalties in the batch: no stashed orchestrator, no launch, upstream's answer. With them:
+    one fix-up launch and one state-advance launch per verify."""
+    from sglang.srt.speculative import eagle_utils
+
+    from sglang_eagle3_ext.kernels import penalty_fixup as pf
+    from sglang_eagle3_ext.patches.eagle_sample import STASH
+
+    launches = []
+    for name in ("_penalty_fixup_kernel", "_penalty_advance_kernel"):
+        kernel = getattr(pf, name)
+
+        class Counting:  # kernel[grid](...) as Triton's, counted
+            def __getitem__(self, grid, kernel=kernel, name=name):
+                launches.append(name)
+                return kernel[grid]
+
+        monkeypatch.setattr(pf, name, Counting())
+    candidates, retrieve, gen = random_tree(4, 3, 10, 2, seed=8)
+    logits = 4 * torch.randn(20, VOCAB, generator=gen)
+    vi = h.verify_input(candidates, retrieve, 3, topk=4)
+    plain = [{}, {}]
+    batch = h.verify_batch(orchestrator(plain, [[3, 4]]), plain, VOCAB)
+    assert not hasattr(batch.sampling_info, STASH)
+    got = h.run_eagle_sample(vi, batch, logits)
+    upstream = eagle_utils.eagle_sample.__wrapped__(vi, batch, SimpleNamespace(next_token_logits=logits.clone()))
+    assert launches == [] and all(torch.equal(a, b) for a, b in zip(got, upstream))
+    params = [dict(presence_penalty=1.0), {}]
+    h.run_eagle_sample(vi, h.verify_batch(orchestrator(params, [[3, 4]]), params, VOCAB), logits)
+    assert launches == ["_penalty_fixup_kernel", "_penalty_advance_kernel"]
 
 
 # ---------------------------------------------------------------- the probe refuses what it cannot honour
