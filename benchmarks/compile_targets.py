@@ -198,8 +198,58 @@ def tree_attention():
                            lambda args=args: ours(*args))
 
 
+# ------------------------------------------------------------------ penalty fix-up
+
+
+def penalty_fixup():
+    """penalty_fixup / penalty_advance as patches/eagle_sample.py calls them: SGLang's penalizer
+    tensors (fp32 [bs, V] state, fp32 / int per-request scalars as [bs, 1]), verify logits in fp32
+    and bf16, int64 draft tokens and int64 retrieval links. Two penalty sets per shape: repetition
+    alone (a generation_config default, Qwen2.5-Instruct's) and every penalty with min_tokens and
+    logit_bias. The batch size is only the grid: one per shape."""
+    import importlib
+
+    our_kernels()  # the package, from this checkout if need be
+    k = importlib.import_module("sglang_eagle3_ext.kernels.penalty_fixup")
+    PenaltyState = k.PenaltyState
+    seen = set()
+    for model, variant, _, _, steps, n, _ in presets():
+        vocab = MODELS[model]["vocab"]
+        for dtype in (torch.float32, torch.bfloat16):
+            for kind in ("repetition", "all"):
+                if (n, steps, vocab, dtype, kind) in seen:
+                    continue
+                seen.add((n, steps, vocab, dtype, kind))
+                bs = 2
+                state = PenaltyState(repetition=torch.empty(bs, 1), cum_repetition=torch.empty(bs, vocab))
+                if kind == "all":
+                    state = PenaltyState(
+                        frequency=torch.empty(bs, 1), cum_frequency=torch.empty(bs, vocab),
+                        presence=torch.empty(bs, 1), cum_presence=torch.empty(bs, vocab),
+                        repetition=torch.empty(bs, 1), cum_repetition=torch.empty(bs, vocab),
+                        min_new_tokens=torch.empty(bs, 1, dtype=torch.int32),
+                        out_len=torch.empty(bs, 1, dtype=torch.int32),
+                        stop_penalties=torch.empty(bs, vocab), logit_bias=torch.empty(bs, vocab))
+                logits = torch.empty(bs * n, vocab, dtype=dtype)
+                candidates = torch.zeros(bs, n, dtype=torch.int64)
+                links = torch.full((bs, n), -1, dtype=torch.int64)  # a root-only tree: valid links
+                label = dict(model=model, variant=variant, draft=n, steps=steps, dtype=str(dtype)[6:],
+                             penalties=kind)
+                yield (dict(label, op="fixup"),
+                       lambda a=(logits, candidates, links, links.clone(), state, steps + 1): k.penalty_fixup(
+                           *a[:5], max_path=a[5]))
+                if dtype is torch.float32:  # the advance reads no logits
+                    predict = torch.zeros(bs * n, dtype=torch.int32)  # SGLang's verify outputs
+                    accept_index = torch.zeros(bs, steps + 1, dtype=torch.int32)
+                    accept_lens = torch.ones(bs, dtype=torch.int32)
+                    yield (dict(label, op="advance"),
+                           lambda a=(state, candidates, predict, accept_index, accept_lens):
+                           k.penalty_advance(*a))
+
+
 REGISTRY = {
     "tree_ops": tree_ops,
     "fp8_moe": fp8_moe,
     "tree_attention": tree_attention,
+    "penalty_fixup": penalty_fixup,
 }

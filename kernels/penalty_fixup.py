@@ -140,6 +140,8 @@ def _penalty_advance_kernel(
                 tl.store(cum_pres_ptr + b * cum_pres_stride + tok, tl.load(pres_ptr + b * pres_stride))
             if HAS_REP:
                 tl.store(cum_rep_ptr + b * cum_rep_stride + tok, tl.load(rep_ptr + b * rep_stride))
+            # the next token may be this one: its read must see this store from every thread
+            tl.debug_barrier()
     if HAS_LEN:
         ptr = out_len_ptr + b * out_len_stride
         tl.store(ptr, tl.load(ptr) + count.to(ptr.dtype.element_ty))
@@ -214,4 +216,5 @@ def penalty_advance(state: PenaltyState, draft_tokens: torch.Tensor, predict: to
         accept_index.stride(0), *strides[:6], strides[6],
         WIDTH=width, HAS_FREQ=s.frequency is not None, HAS_PRES=s.presence is not None,
         HAS_REP=s.repetition is not None, HAS_LEN=s.out_len is not None,
+        num_warps=1,  # scalar work, at most num_steps + 1 tokens
     )

@@ -5,7 +5,8 @@ from sglang_eagle3_ext.errors import Eagle3ConfigError
 from sglang_eagle3_ext.state import STATE
 
 from . import (cpu_cache_locs, cpu_draft_embed, cpu_rotary, cpu_server_args, draft_checks, draft_dtype,
-               eagle3_capture, eagle_sample, fp8_moe_shards, llm_alias, mla_q_proj, server_info, tree_attention, tree_ops)
+               eagle3_capture, eagle_sample, fp8_moe_shards, llm_alias, mla_q_proj, server_info, tree_ops,
+               triton_verify_attention)
 from . import batch_result_metrics, openai_stream_logprobs, warmup_selfcheck
 from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
 
@@ -21,7 +22,7 @@ ALL_PATCHES: list = [
     draft_dtype.PATCH,
     tree_ops.PATCH,
     eagle_sample.PATCH,
-    tree_attention.PATCH,
+    triton_verify_attention.PATCH,
     *fp8_moe_shards.PATCHES,
     server_info.PATCH,
     batch_result_metrics.PATCH,

@@ -16,13 +16,15 @@ step, empty text or not, and lose nothing.
 
 import inspect
 import json
+import time
 
 from .base import Patch, Target
 
 MODULE = "sglang.srt.entrypoints.openai.serving_chat"
 STREAM_CONTENT = f"{MODULE}:OpenAIServingChat._generate_stream_content"
 SSE_CONTENT = f"{MODULE}:build_sse_content"
-STREAM_PARAMS = ("content", "index", "request", "created", "stream_offsets", "choice_logprobs",
+# `created` is a parameter since 0.5.23; 0.5.16 / 0.5.13 stamp each chunk with int(time.time())
+STREAM_PARAMS = ("content", "index", "request", "stream_offsets", "choice_logprobs",
                  "finish_reason_type")
 SSE_PARAMS = ("chunk_id", "created", "model", "index", "logprobs")
 # stream_offsets is the one dict SGLang makes per stream and passes to every step; it keys it by
@@ -80,7 +82,8 @@ def _make(build_sse_content):
                 offsets[key] = _entries(given)  # sent with the next chunk that carries text
                 return
             content, request = arg["content"], arg["request"]
-            yield build_sse_content(chunk_id=content["meta_info"]["id"], created=arg["created"],
+            created = arg.get("created") or int(time.time())
+            yield build_sse_content(chunk_id=content["meta_info"]["id"], created=created,
                                     model=request.model, index=arg["index"], logprobs=given)
 
         return _generate_stream_content

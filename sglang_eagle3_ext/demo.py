@@ -21,20 +21,26 @@ from .tiny_models import DEMO_PROMPTS, build_eagle3_draft, build_qwen2_target
 
 
 def run_engine(target: str, draft: str | None = None, prompts=DEMO_PROMPTS,
-               max_new_tokens: int = 24, sampling: dict | None = None, **extra) -> dict:
-    """Generate prompts with sgl.LLM (greedy unless `sampling` says otherwise); returns texts,
-    token ids and acceptance. `extra` overrides engine arguments (e.g. speculative_eagle_topk)."""
+               max_new_tokens: int = 24, sampling: dict | list | None = None, **extra) -> dict:
+    """Generate prompts (texts, or token-id lists) with sgl.LLM, greedy unless `sampling` (one dict,
+    or one per prompt) says otherwise; returns texts, token ids and acceptance. `extra` overrides
+    engine arguments (e.g. speculative_eagle_topk)."""
     import sglang as sgl
 
     kwargs = dict(CPU_ENGINE_ARGS)
     if draft:
         kwargs.update(EAGLE3_ARGS, speculative_draft_model_path=draft)
     kwargs.update(extra)
-    params = dict({"temperature": 0, "max_new_tokens": max_new_tokens}, **(sampling or {}))
+    greedy = {"temperature": 0, "max_new_tokens": max_new_tokens}
+    params = ([dict(greedy, **s) for s in sampling] if isinstance(sampling, list)
+              else dict(greedy, **(sampling or {})))
+    prompts = list(prompts)
+    by_ids = bool(prompts) and isinstance(prompts[0], list)
     llm = sgl.LLM(model=target, **kwargs)
     try:
         start = time.perf_counter()
-        outs = llm.generate(list(prompts), params)
+        outs = (llm.generate(input_ids=prompts, sampling_params=params) if by_ids
+                else llm.generate(prompts, params))
         wall = time.perf_counter() - start
         info = llm.get_server_info()
         num_draft_tokens = llm.server_args.speculative_num_draft_tokens if draft else None

@@ -183,6 +183,27 @@ def bigram_next_tokens(target_dir: str):
     return g
 
 
+def bigram_prompts(target_dir: str):
+    """Token-id prompts chosen on the bigram map g where sampling parameters bite, or None when
+    this target has none: near_eos ends 3 tokens before EOS on g's orbit (min_tokens bites), cycle
+    is on a cycle of g that avoids EOS (the output repeats at once: every penalty bites; the top-2
+    logit margins are ~0.4, so even repetition_penalty 1.05 does), stop_token is on near_eos's orbit."""
+    g = bigram_next_tokens(target_dir).tolist()
+    eos = json.load(open(os.path.join(target_dir, "config.json")))["eos_token_id"]
+
+    def orbit(start, steps):
+        out = [start]
+        for _ in range(steps):
+            out.append(g[out[-1]])
+        return out
+
+    near = [s for s in range(len(g)) if orbit(s, 4)[-1] == eos and eos not in orbit(s, 3)]
+    cycle = [s for s in range(len(g)) if g[s] != s and eos not in orbit(s, 8) and orbit(s, 8).count(s) > 1]
+    if not near or not cycle:
+        return None
+    return dict(near_eos=[7, 11, near[0]], cycle=orbit(cycle[0], 3), stop_token=orbit(near[0], 2)[-1])
+
+
 def build_demo_models(root: str) -> dict:
     """Both targets and their drafts under root; returns their paths.
 

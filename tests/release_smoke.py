@@ -4,8 +4,8 @@
 
 Writes {sglang, compat, doctor, runs: {name: {output_ids, verify_steps, accept_length, generate_s,
 engine_s, scheduler_patches}}}: `doctor --targets` (compat, nothing applied), the doctor's report,
-then a baseline engine and EAGLE-3 engines at topk 1 and topk 4 on the tiny random target, one at
-a time in this process; scheduler_patches are the statuses the scheduler process reports, after
+then a baseline engine and EAGLE-3 engines at topk 1 and topk 4 on the tiny bigram target (plain,
+penalized and min_tokens requests in one batch), one at a time in this process; scheduler_patches are the statuses the scheduler process reports, after
 its model imports resolved the deferred patches. When a scheduler dies SGLang kills this process
 (the test then shows the log); the test compares what it wrote.
 """
@@ -15,12 +15,17 @@ import os
 import sys
 import time
 
-PROMPTS = ["The capital of France is", "def add(a, b):"]
 NEW_TOKENS = 8
-# name -> EAGLE-3 engine arguments (None: the baseline); topk 4 is a tree of 8 verified tokens
-RUNS = {"base": None,
-        "eagle3_topk1": dict(speculative_eagle_topk=1, speculative_num_draft_tokens=4),
-        "eagle3_topk4": dict(speculative_eagle_topk=4, speculative_num_draft_tokens=8)}
+# name -> engine arguments; "draft": EAGLE-3 (topk 4 is a tree of 8 verified tokens). The baseline runs
+# SGLang's synchronous scheduler: its overlap scheduler counts penalties a step late (patches/eagle_sample.py).
+RUNS = {"base": dict(disable_overlap_schedule=True),
+        "eagle3_topk1": dict(draft=True, speculative_eagle_topk=1, speculative_num_draft_tokens=4),
+        "eagle3_topk4": dict(draft=True, speculative_eagle_topk=4, speculative_num_draft_tokens=8)}
+PENALTIES = dict(presence_penalty=1.0, frequency_penalty=0.5, repetition_penalty=1.3)
+# (prompt on the bigram target, sampling): each penalized request next to its plain twin, one batch
+REQUESTS = [("cycle", {"ignore_eos": True}), ("cycle", dict(PENALTIES, ignore_eos=True)),
+            ("near_eos", {}), ("near_eos", {"min_new_tokens": 6})]
+PENALIZED = [1, 3]  # indices of REQUESTS with a penalty or min_tokens
 
 
 def main(models_dir: str, out_path: str) -> int:
@@ -33,12 +38,20 @@ def main(models_dir: str, out_path: str) -> int:
 
     result = {"sglang": md.version("sglang"), "compat": doctor.compat(), "doctor": doctor.report(),
               "runs": {}}
-    target = os.path.join(models_dir, "qwen2-tiny")
-    draft = os.path.join(models_dir, "qwen2-tiny-eagle3-random")
+    # the bigram target and its agreeing draft: drafts are accepted (accept length ~2), so verify
+    # really decides tokens, and the cycle prompt repeats at once (every penalty bites)
+    from sglang_eagle3_ext.tiny_models import bigram_prompts
+
+    target = os.path.join(models_dir, "qwen2-tiny-bigram")
+    draft = os.path.join(models_dir, "qwen2-tiny-bigram-eagle3")
+    ids = bigram_prompts(target)
+    result["requests"] = [(prompt, sampling) for prompt, sampling in REQUESTS]
     for name, spec in RUNS.items():
+        spec = dict(spec)
         start = time.perf_counter()
-        r = run_engine(target, draft if spec else None, prompts=PROMPTS,
-                       max_new_tokens=NEW_TOKENS, sampling={"ignore_eos": True}, **(spec or {}))
+        r = run_engine(target, draft if spec.pop("draft", False) else None,
+                       prompts=[ids[prompt] for prompt, _ in REQUESTS], max_new_tokens=NEW_TOKENS,
+                       sampling=[sampling for _, sampling in REQUESTS], **spec)
         result["runs"][name] = {k: r[k] for k in ("output_ids", "verify_steps", "accept_length")}
         state = r["server_info"]["internal_states"][0].get("eagle3_ext", {})
         result["runs"][name]["scheduler_patches"] = state.get("patches")

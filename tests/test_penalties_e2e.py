@@ -78,25 +78,12 @@ def build_target(models, root):
 
 
 def prompt_ids(models):
-    """Token-id prompts chosen on the bigram map g: one ending 3 tokens before EOS on g's orbit
-    (min_tokens bites), one on a cycle of g that avoids EOS (the output repeats at once: every
-    penalty bites; the top-2 logit margins are ~0.4, so even repetition_penalty 1.05 does)."""
-    from sglang_eagle3_ext.tiny_models import bigram_next_tokens
+    from sglang_eagle3_ext.tiny_models import bigram_prompts
 
-    g = bigram_next_tokens(models["bigram_target"]).tolist()
-    eos = json.load(open(os.path.join(models["bigram_target"], "config.json")))["eos_token_id"]
-
-    def orbit(start, steps):
-        out = [start]
-        for _ in range(steps):
-            out.append(g[out[-1]])
-        return out
-
-    near = [s for s in range(len(g)) if orbit(s, 4)[-1] == eos and eos not in orbit(s, 3)]
-    cycle = [s for s in range(len(g)) if g[s] != s and eos not in orbit(s, 8) and orbit(s, 8).count(s) > 1]
-    if not near or not cycle:
+    ids = bigram_prompts(models["bigram_target"])
+    if ids is None:
         pytest.skip("this bigram target has no short orbit to EOS or no cycle without it")
-    return dict(near_eos=[7, 11, near[0]], cycle=orbit(cycle[0], 3), stop_token=orbit(near[0], 2)[-1])
+    return ids
 
 
 def requests(models):
