@@ -25,7 +25,7 @@ import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-BENCHES = ("bench_tree_ops", "bench_fp8_moe", "bench_tree_attention")
+BENCHES = ("bench_tree_ops", "bench_fp8_moe", "bench_tree_attention", "bench_penalty_fixup")
 
 
 def probe() -> dict:
@@ -165,6 +165,12 @@ def targets(results: dict) -> list:
     if s:
         out.append(("tree attention >= 2x SGLang's Triton target-verify at context >= 4k",
                     f"min {min(s):.2f}x", min(s) >= 2.0))
+    pen = (results.get("bench_penalty_fixup") or {}).get("cases", [])
+    for b in sorted({c["batch"] for c in pen}):
+        r = _vals(pen, "exact_over_plain", lambda c: c["batch"] == b)
+        if r:
+            out.append((f"exact penalties: eagle_sample with / without penalties at B={b} (issue 14)",
+                        f"worst {max(r):.2f}x", None))
     e2e = results.get("bench_e2e") or {}
     for b, x in (e2e.get("speedup") or {}).items():
         out.append((f"e2e EAGLE-3 / baseline at B={b} (simulated accept length "
@@ -178,7 +184,7 @@ def checks_ok(name: str, result) -> bool | None:
         return None
     if name == "bench_fp8_moe":
         return result.get("all_ok")
-    if name in ("bench_tree_ops", "bench_tree_attention"):
+    if name in ("bench_tree_ops", "bench_tree_attention", "bench_penalty_fixup"):
         return result.get("all_equal")
     if name == "bench_e2e":
         return result.get("ok")

@@ -4,7 +4,8 @@
 #   0. install the offline wheelhouse parts given (scripts/offline-gpu/install.sh) and this checkout
 #   1. GPU correctness tests (tree ops bit-exact vs sgl-kernel, FP8 MoE and tree attention vs
 #      SGLang's kernels in bf16 / fp8), pytest on 8 processes
-#   2. kernel microbenchmarks vs SGLang's kernels, CUDA-graph timed, fractions of copy bandwidth
+#   2. kernel microbenchmarks vs SGLang's kernels, CUDA-graph timed, fractions of copy bandwidth;
+#      the exact-penalty verify step vs the same step without penalties
 #   3. one e2e pair (benchmarks/bench_e2e.py): Qwen2.5-7B shapes, dummy weights, baseline vs
 #      EAGLE-3 (3 steps / topk 4 / 6 tokens, SGLANG_SIMULATE_ACC_LEN=3.3), B=1 and B=32
 # Then benchmarks/gpu_session.py bundles everything into $OUT: gpu_session.json, gpu_session.md
@@ -85,7 +86,7 @@ fi
 step doctor $( [ $DRY = 1 ] && echo 150 || echo 40 ) "$PY" -m sglang_eagle3_ext doctor
 
 # 1. correctness on compiled Triton
-TESTS="tests/test_tree_kernels_gpu.py tests/test_tree_kernels.py tests/test_fp8_moe.py tests/test_tree_attention.py"
+TESTS="tests/test_tree_kernels_gpu.py tests/test_tree_kernels.py tests/test_fp8_moe.py tests/test_tree_attention.py tests/test_penalty_fixup.py"
 if [ $DRY = 1 ]; then
   step gpu_tests 120 "$PY" -m pytest -q -p no:cacheprovider --collect-only $TESTS
 else
@@ -100,12 +101,16 @@ if [ $DRY = 1 ]; then
   step bench_fp8_moe 300 "$PY" benchmarks/bench_fp8_moe.py --dry-run --shapes tiny-shard192 --m 1 --out "$WORK/bench_fp8_moe.json"
   step bench_tree_attention 300 "$PY" benchmarks/bench_tree_attention.py --dry-run --shapes tiny-mla --batch 1 \
     --context 5 --out "$WORK/bench_tree_attention.json"
+  step bench_penalty_fixup 300 "$PY" benchmarks/bench_penalty_fixup.py --dry-run --batch 1 --topk 4 \
+    --out "$WORK/bench_penalty_fixup.json"
 else
   step bench_tree_ops 45 "$PY" benchmarks/bench_tree_ops.py --batch 1 8 32 --iters 30 --out "$WORK/bench_tree_ops.json"
   step bench_fp8_moe 60 "$PY" benchmarks/bench_fp8_moe.py --shapes glm47-tp8 glm51-tp8 --m 1 8 32 128 --iters 40 \
     --out "$WORK/bench_fp8_moe.json"
   step bench_tree_attention 50 "$PY" benchmarks/bench_tree_attention.py --context 1024 4096 16384 --batch 1 8 \
     --draft 6 --iters 30 --out "$WORK/bench_tree_attention.json"
+  step bench_penalty_fixup 30 "$PY" benchmarks/bench_penalty_fixup.py --batch 1 32 --topk 1 4 --iters 30 \
+    --out "$WORK/bench_penalty_fixup.json"
 fi
 
 # 3. one e2e pair

@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
-STEPS = ["doctor", "gpu_tests", "bench_tree_ops", "bench_fp8_moe", "bench_tree_attention", "bench_e2e"]
+STEPS = ["doctor", "gpu_tests", "bench_tree_ops", "bench_fp8_moe", "bench_tree_attention", "bench_penalty_fixup",
+         "bench_e2e"]
 
 
 def session(out, *args, timeout=1800):
@@ -45,7 +46,7 @@ def test_every_step_ran_its_real_entry_point(dry):
     assert all(x["exit"] == 0 and not x["timed_out"] for x in s["steps"])
     assert {x["step"]: x["checks_ok"] for x in s["steps"]} == {
         "doctor": None, "gpu_tests": None, "bench_tree_ops": True, "bench_fp8_moe": True,
-        "bench_tree_attention": True, "bench_e2e": True}
+        "bench_tree_attention": True, "bench_penalty_fixup": True, "bench_e2e": True}
     r = s["results"]
     assert r["bench_tree_ops"]["mode"] == "dry-run" and r["bench_tree_ops"]["cases"]
     assert r["bench_fp8_moe"]["all_ok"] and r["bench_tree_attention"]["all_equal"]
