@@ -19,8 +19,8 @@ import triton.language as tl
 
 from .penalty_fixup_reference import PenaltyState
 
-TILE = 8192  # elements per program: draft nodes x vocabulary block
-NUM_WARPS = 8  # 32 elements a thread: no spills at n <= 64 on sm_90 (compiled, not yet timed)
+TILE = 4096  # elements per program: draft nodes x vocabulary block
+NUM_WARPS = 8  # 16 elements a thread: no spills on sm_90 with Triton 3.6.0 or 3.8.0 (8192 spilled; not yet timed)
 
 
 @triton.jit

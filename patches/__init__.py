@@ -7,7 +7,7 @@ from sglang_eagle3_ext.state import STATE
 from . import (cpu_cache_locs, cpu_draft_embed, cpu_rotary, cpu_server_args, draft_checks, draft_dtype,
                eagle3_capture, eagle_sample, fp8_moe_shards, llm_alias, mla_q_proj, server_info, tree_ops,
                triton_verify_attention)
-from . import batch_result_metrics, openai_stream_logprobs, warmup_selfcheck
+from . import batch_result_metrics, metrics_setup, openai_stream_logprobs, warmup_selfcheck
 from .base import APPLIED, FAILED, PENDING, SKIPPED, Patch  # noqa: F401
 
 ALL_PATCHES: list = [
@@ -26,6 +26,7 @@ ALL_PATCHES: list = [
     *fp8_moe_shards.PATCHES,
     server_info.PATCH,
     batch_result_metrics.PATCH,
+    metrics_setup.PATCH,
     *warmup_selfcheck.PATCHES,
     openai_stream_logprobs.PATCH,
 ]

@@ -1,12 +1,16 @@
-"""Real SGLang on CPU through `sgl.LLM`: exact vs transformers, EAGLE-3 lossless, acceptance as built."""
+"""Real SGLang on CPU through `sgl.LLM`: exact vs transformers, EAGLE-3 lossless (chains, trees, our
+tree attention), acceptance as built, engine after engine in one process."""
 
 import pytest
 
-from isolated import run_engine
+from isolated import run_engines
 
 PROMPTS = ["The capital of France is", "def add(a, b):", "One plus one is"]
 NEW_TOKENS = 16
-TREES = [(2, 6), (4, 8), (8, 16)]  # (topk, draft tokens) with 3 draft steps
+# (topk, draft tokens) with 3 draft steps; topk 4 runs with the agreeing draft below, and in
+# test_releases / test_penalties_e2e. Random drafts make the verify walk reject across siblings.
+TREES = [(8, 16)]
+SAMPLED = [(4, 8)]  # chains sample too, but a tree exercises the sibling walk
 GREEDY_NO_EOS = {"temperature": 0, "max_new_tokens": NEW_TOKENS, "ignore_eos": True}
 
 
@@ -17,28 +21,45 @@ def prompt_ids(target):
     return [tok(p)["input_ids"] for p in PROMPTS]
 
 
-def sglang_ids(target, draft=None, **extra):
-    return run_engine(target, draft, prompts=PROMPTS, max_new_tokens=NEW_TOKENS, **extra)
+def call(target, draft=None, env=None, **extra):
+    # metrics on in every engine: a process making engine after engine must not trip over its
+    # own Prometheus collectors (test_engines_with_metrics_share_one_process)
+    return (target, draft), dict(prompts=PROMPTS, max_new_tokens=NEW_TOKENS, enable_metrics=True, **extra), env or {}
+
+
+TREE_ATTENTION = {"SGLANG_EAGLE3_EXT_TREE_ATTENTION": "on"}  # target-verify attention on our kernel
 
 
 @pytest.fixture(scope="module")
 def runs(models):
-    """Every engine run the tests below compare, each started once."""
-    return {
-        "base": sglang_ids(models["target"]),
-        "eagle3_random": sglang_ids(models["target"], models["random_draft"]),
-        "bigram_base": sglang_ids(models["bigram_target"]),
-        "bigram_agreeing": sglang_ids(models["bigram_target"], models["agreeing_draft"]),
-        "bigram_random": sglang_ids(models["bigram_target"], models["random_draft"]),
+    """Every engine run the tests below compare, each started once, one after the other in one
+    child process (as a user's script making several engines would)."""
+    return run_engines({
+        "base": call(models["target"]),
+        "bigram_base": call(models["bigram_target"]),
+        "bigram_agreeing": call(models["bigram_target"], models["agreeing_draft"]),
+        "bigram_random": call(models["bigram_target"], models["random_draft"]),
         # Trees (topk > 1): random drafts make the verify walk reject across sibling branches.
-        **{f"eagle3_random_topk{k}": sglang_ids(models["target"], models["random_draft"],
-                                                 speculative_eagle_topk=k,
-                                                 speculative_num_draft_tokens=n)
+        **{f"eagle3_random_topk{k}": call(models["target"], models["random_draft"],
+                                          speculative_eagle_topk=k, speculative_num_draft_tokens=n)
            for k, n in TREES},
-        "bigram_agreeing_topk4": sglang_ids(models["bigram_target"], models["agreeing_draft"],
-                                            speculative_eagle_topk=4,
-                                            speculative_num_draft_tokens=8),
-    }
+        "bigram_agreeing_topk4": call(models["bigram_target"], models["agreeing_draft"],
+                                      speculative_eagle_topk=4, speculative_num_draft_tokens=8),
+        **{f"tree_attention_{d}": call(models["bigram_target"], models[f"{d}_draft"], env=TREE_ATTENTION,
+                                       speculative_eagle_topk=4, speculative_num_draft_tokens=8)
+           for d in ("agreeing", "random")},
+        # temperature > 0 goes through tree sampling (ours on CPU)
+        **{f"sampled_topk{k}": call(models["bigram_target"], models["agreeing_draft"],
+                                    sampling={"temperature": 0.05, "ignore_eos": True}, random_seed=1,
+                                    speculative_eagle_topk=k, speculative_num_draft_tokens=n)
+           for k, n in SAMPLED},
+    })
+
+
+def test_engines_with_metrics_share_one_process(runs):
+    """Each engine of `runs` started with metrics on in the same process, after the others shut down."""
+    assert len({r["pid"] for r in runs.values()}) == 1 and len(runs) >= 2
+    assert all(r["series"] for r in runs.values())  # SGLang's collectors live in this process
 
 
 def test_sglang_greedy_equals_transformers(models, runs):
@@ -56,13 +77,12 @@ def test_sglang_greedy_equals_transformers(models, runs):
 
 
 def test_eagle3_is_lossless_with_a_random_draft(runs):
-    assert runs["eagle3_random"]["output_ids"] == runs["base"]["output_ids"]
-    assert runs["eagle3_random"]["verify_steps"] > 0  # speculation really ran
+    assert runs["bigram_random"]["output_ids"] == runs["bigram_base"]["output_ids"]
+    assert runs["bigram_random"]["verify_steps"] > 0  # speculation really ran
 
 
 def test_eagle3_is_lossless_with_the_agreeing_draft(runs):
     assert runs["bigram_agreeing"]["output_ids"] == runs["bigram_base"]["output_ids"]
-    assert runs["bigram_random"]["output_ids"] == runs["bigram_base"]["output_ids"]
 
 
 def test_acceptance_reflects_the_draft(runs):
@@ -96,13 +116,34 @@ def test_eagle3_tree_accepts_the_agreeing_branch(runs):
     assert got["accept_length"] >= 1.8, got["accept_length"]
 
 
-@pytest.mark.parametrize("topk,draft_tokens", [(1, 4), (4, 8)])
-def test_eagle3_sampling_runs_and_respects_lengths(models, topk, draft_tokens):
-    """temperature > 0 goes through tree sampling (ours on CPU); the agreeing draft's first token
-    is the target's argmax, so at a low temperature it is still mostly accepted."""
-    r = run_engine(models["bigram_target"], models["agreeing_draft"], prompts=PROMPTS,
-                   max_new_tokens=NEW_TOKENS, sampling={"temperature": 0.05, "ignore_eos": True},
-                   random_seed=1, speculative_eagle_topk=topk,
-                   speculative_num_draft_tokens=draft_tokens)
+@pytest.mark.parametrize("topk,draft_tokens", SAMPLED)
+def test_eagle3_sampling_runs_and_respects_lengths(runs, topk, draft_tokens):
+    """The agreeing draft's first token is the target's argmax, so at a low temperature it is
+    still mostly accepted."""
+    r = runs[f"sampled_topk{topk}"]
     assert [len(ids) for ids in r["output_ids"]] == [NEW_TOKENS] * len(PROMPTS)
     assert r["verify_steps"] > 0 and r["accept_length"] >= 1.5
+
+
+# Target-verify attention on our tree kernel (SGLANG_EAGLE3_EXT_TREE_ATTENTION=on): output equals the
+# non-speculative output, and the kernel really served the verify passes.
+
+def test_tree_attention_is_lossless(runs):
+    base, agreeing, random = runs["bigram_base"], runs["tree_attention_agreeing"], runs["tree_attention_random"]
+    assert agreeing["output_ids"] == base["output_ids"]
+    assert random["output_ids"] == base["output_ids"]  # rejections across sibling branches
+    assert agreeing["accept_length"] >= 1.8, agreeing["accept_length"]
+
+
+def test_our_tree_attention_kernel_served_every_verify_pass(runs):
+    for name in ("tree_attention_agreeing", "tree_attention_random"):
+        state = runs[name]["server_info"]["internal_states"][0]["eagle3_ext"]
+        assert state["patches"]["tree_attention"] == "applied"
+        # one call per layer per verify pass (4 layers), none handed back to SGLang's kernel
+        calls = state["tree_attention_calls"]
+        assert calls["ran"] > 0 and calls["fell_back"] == 0, calls
+
+
+def test_tree_attention_stays_off_by_default(runs):
+    state = runs["bigram_agreeing_topk4"]["server_info"]["internal_states"][0]["eagle3_ext"]
+    assert state["patches"]["tree_attention"] == "skipped" and state["tree_attention_calls"]["ran"] == 0

@@ -1,4 +1,5 @@
-"""`python -m sglang.launch_server` with EAGLE-3 on 127.0.0.1, driven by the real `openai` client."""
+"""`python -m sglang.launch_server` with EAGLE-3 on 127.0.0.1, driven by the real `openai` client:
+answers equal the baseline server's for every API and mode, streamed logprobs one entry per token."""
 
 import json
 import re
@@ -6,6 +7,7 @@ import re
 import openai
 import pytest
 
+import logprob_answers as lp
 from server import Server
 
 PROMPTS = ["The capital of France is", "def add(a, b):"]
@@ -39,12 +41,15 @@ def served(models, tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     with Server(models["bigram_target"], log_path=logs / "base.log") as base:
         base_answers = all_answers(base.url)
+        base_logprobs = lp.collect(base.url)
     with Server(models["bigram_target"], models["agreeing_draft"], log_path=logs / "eagle3.log") as spec:
         spec_answers = all_answers(spec.url)
-        metrics = spec.get("/metrics")
+        metrics = spec.get("/metrics")  # before the logprob requests: the counts of the matrix only
         info = json.loads(spec.get("/get_server_info"))
         server_pid = spec.proc.pid
-    return dict(base=base_answers, spec=spec_answers, metrics=metrics, info=info, server_pid=server_pid)
+        spec_logprobs = lp.collect(spec.url)
+    return dict(base=base_answers, spec=spec_answers, metrics=metrics, info=info, server_pid=server_pid,
+                logprobs={"baseline": base_logprobs, "eagle3": spec_logprobs})
 
 
 def test_eagle3_server_answers_equal_baseline_for_every_api_and_mode(served):
@@ -74,3 +79,35 @@ def test_plugin_state_comes_from_the_scheduler_process(served):
 def test_selfcheck_off_switch_is_reported(served):
     # tests/conftest.py sets SGLANG_EAGLE3_EXT_SELFCHECK=off for the servers it does not test
     assert served["info"]["internal_states"][0]["eagle3_ext"]["selfcheck"]["status"] == "off"
+
+
+# Streamed logprobs: one entry per generated token, equal to the non-streamed response's, for chat
+# and completions, on both servers (tests/logprob_answers.py says what the cases hold).
+
+@pytest.mark.parametrize("server", ["baseline", "eagle3"])
+@pytest.mark.parametrize("kind", ["chat", "completion"])
+def test_streamed_logprobs_are_one_entry_per_token_equal_to_non_streamed(served, server, kind):
+    bad = {case: (lp.mismatches(a["whole"], a["streamed"]), len(a["whole"]), len(a["streamed"]), a["chunks"])
+           for (k, case), a in served["logprobs"][server].items() if k == kind}
+    assert all(n == 0 for n, *_ in bad.values()), bad  # case: (mismatched, non-streamed, streamed, chunks)
+
+
+def test_the_cases_hold_empty_text_steps_and_multi_token_steps(served):
+    """The test above can fail: the answers hold what drops entries upstream."""
+    base, spec = served["logprobs"]["baseline"], served["logprobs"]["eagle3"]
+    for server in (base, spec):
+        for (kind, case), a in server.items():
+            assert a["whole"], (kind, case)
+    eos = base[("chat", "eos")]
+    assert eos["finish"] == "stop" and base[("chat", "length")]["finish"] == "length"
+    # single tokens that are not UTF-8 on their own: their text is held back for a later step
+    assert any(b and not lp.is_utf8(bytes(b)) for _, b, _, _ in eos["whole"])
+    # a step whose text delta is empty while it generated tokens (completions send it anyway)
+    assert any(text == "" and n > 0 for text, n in base[("completion", "eos")]["chunks"])
+    # EAGLE-3 steps carry several tokens
+    assert max(n for _, n in spec[("completion", "eos")]["chunks"]) > 1
+
+
+def test_eagle3_answers_with_the_baseline_tokens(served):
+    for key, a in served["logprobs"]["baseline"].items():
+        assert [e[0] for e in served["logprobs"]["eagle3"][key]["whole"]] == [e[0] for e in a["whole"]], key

@@ -219,8 +219,8 @@ PINNED_FRESH = {  # in a fresh process, right after the plugin loads (no model i
     "eagle3_capture.Glm4MoeLiteForCausalLM": PENDING, "eagle3_capture.DeepseekV2ForCausalLM": PENDING,
     "eagle3_capture.GlmMoeDsaForCausalLM@glm4_moe": PENDING,
     "eagle3_capture.GlmMoeDsaForCausalLM@glm_moe_dsa": SKIPPED, "draft_dtype": PENDING,
-    "tree_ops": APPLIED, "eagle_sample.penalties": PENDING, "tree_attention": SKIPPED, "fp8_moe_shards": APPLIED, "fp8_moe_kernel": SKIPPED,
-    "server_info": APPLIED, "spec_metrics": APPLIED, "selfcheck.http": PENDING,
+    "tree_ops": APPLIED, "eagle_sample.penalties": APPLIED, "tree_attention": SKIPPED, "fp8_moe_shards": APPLIED, "fp8_moe_kernel": SKIPPED,
+    "server_info": APPLIED, "spec_metrics": APPLIED, "metrics_setup": PENDING, "selfcheck.http": PENDING,
     "selfcheck.engine": PENDING, "selfcheck.state": APPLIED, "openai_stream_logprobs": PENDING,
 }
 

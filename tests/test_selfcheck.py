@@ -78,15 +78,23 @@ def test_strict_mode_fails_startup_with_a_clear_message(models, wrong_d2t_draft,
 
 # The offline engine (sgl.LLM / sgl.Engine) runs the same check from its constructor.
 
-def test_engine_selfcheck_passes_a_good_pairing(models, monkeypatch):
-    from isolated import run_engine
+def test_engine_selfcheck_passes_a_good_pairing_twice_in_one_process_with_metrics(models, monkeypatch):
+    """Two sgl.Engine, one after the other in one process, metrics on: the self-check's gauges are
+    this process's, created once (a second engine used to raise DuplicateTimeseries), and the
+    second engine's self-check sets them again."""
+    from isolated import run_engines
 
     monkeypatch.setenv(selfcheck.MODE_ENV, "strict")
     monkeypatch.setenv(selfcheck.TOKENS_ENV, "8")
-    run = run_engine(models["bigram_target"], models["agreeing_draft"], prompts=["Hi"], max_new_tokens=4)
-    result = run["server_info"]["internal_states"][0]["eagle3_ext"]["selfcheck"]
-    assert result["status"] == "passed" and result["mode"] == "strict", result
-    assert result["probes"] == len(selfcheck.PROBES) and result["accept_length"] >= 1.5
+    call = ((models["bigram_target"], models["agreeing_draft"]),
+            dict(prompts=["Hi"], max_new_tokens=4, enable_metrics=True))
+    runs = run_engines({"first": call, "second": call})
+    assert runs["first"]["pid"] == runs["second"]["pid"]
+    for run in runs.values():
+        result = run["server_info"]["internal_states"][0]["eagle3_ext"]["selfcheck"]
+        assert result["status"] == "passed" and result["mode"] == "strict", result
+        assert result["probes"] == len(selfcheck.PROBES) and result["accept_length"] >= 1.5
+        assert "sglang:eagle3_selfcheck_accept_length" in run["series"], run["series"]
 
 
 def test_engine_strict_selfcheck_raises_from_the_constructor(models, wrong_d2t_draft, monkeypatch):

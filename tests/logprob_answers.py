@@ -1,5 +1,4 @@
-"""Streamed logprobs: one entry per generated token, equal to the non-streamed response's, for chat
-and completions, on a baseline and on an EAGLE-3 server (real servers, the real `openai` client).
+"""Logprob answers of a server, streamed and not, for chat and completions (test_e2e_server.py).
 
 The tiny bigram target's greedy chat answer holds single-byte tokens that are incomplete UTF-8 on
 their own (the detokenizer holds their text back: a step with an empty text delta) and ends with
@@ -9,9 +8,6 @@ EOS; under EAGLE-3 a step carries several tokens. Stopping on a string ends a st
 import math
 
 import openai
-import pytest
-
-from server import Server
 
 CHATS = {  # the bigram answer after <|assistant|> is the same chain for every chat prompt
     "eos": dict(messages=[{"role": "user", "content": "hello there!"}], max_tokens=16),
@@ -75,16 +71,6 @@ def collect(url):
             **{("completion", c): completion(client, c) for c in COMPLETIONS}}
 
 
-@pytest.fixture(scope="module")
-def answers(models, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("logs")
-    with Server(models["bigram_target"], log_path=logs / "base.log") as base:
-        out = {"baseline": collect(base.url)}
-    with Server(models["bigram_target"], models["agreeing_draft"], log_path=logs / "eagle3.log") as spec:
-        out["eagle3"] = collect(spec.url)
-    return out
-
-
 def close(a, b) -> bool:
     """Entries equal: tokens and bytes exactly, logprobs within ATOL (nested tuples)."""
     if isinstance(a, float) and isinstance(b, float):
@@ -100,36 +86,7 @@ def mismatches(whole, streamed) -> int:
     return max(len(whole), len(streamed)) - same
 
 
-@pytest.mark.parametrize("server", ["baseline", "eagle3"])
-@pytest.mark.parametrize("kind", ["chat", "completion"])
-def test_streamed_logprobs_are_one_entry_per_token_equal_to_non_streamed(answers, server, kind):
-    bad = {case: (mismatches(a["whole"], a["streamed"]), len(a["whole"]), len(a["streamed"]), a["chunks"])
-           for (k, case), a in answers[server].items() if k == kind}
-    assert all(n == 0 for n, *_ in bad.values()), bad  # case: (mismatched, non-streamed, streamed, chunks)
-
-
-def test_the_cases_hold_empty_text_steps_and_multi_token_steps(answers):
-    """The test above can fail: the answers hold what drops entries upstream."""
-    base, spec = answers["baseline"], answers["eagle3"]
-    for server in (base, spec):
-        for (kind, case), a in server.items():
-            assert a["whole"], (kind, case)
-    eos = base[("chat", "eos")]
-    assert eos["finish"] == "stop" and base[("chat", "length")]["finish"] == "length"
-    # single tokens that are not UTF-8 on their own: their text is held back for a later step
-    assert any(b and not _utf8(bytes(b)) for _, b, _, _ in eos["whole"])
-    # a step whose text delta is empty while it generated tokens (completions send it anyway)
-    assert any(text == "" and n > 0 for text, n in base[("completion", "eos")]["chunks"])
-    # EAGLE-3 steps carry several tokens
-    assert max(n for _, n in spec[("completion", "eos")]["chunks"]) > 1
-
-
-def test_eagle3_answers_with_the_baseline_tokens(answers):
-    for key, a in answers["baseline"].items():
-        assert [e[0] for e in answers["eagle3"][key]["whole"]] == [e[0] for e in a["whole"]], key
-
-
-def _utf8(b: bytes) -> bool:
+def is_utf8(b: bytes) -> bool:
     try:
         b.decode("utf-8")
         return True
