@@ -1,7 +1,8 @@
 """A second engine with metrics in one process: SGLang's metrics setup made repeatable.
 
 A script or notebook that makes `sgl.Engine(enable_metrics=True)` after another one (shut down)
-in the same process fails twice in SGLang's own code (0.5.23; measured with the plugin loaded, both failures raised by SGLang's lines):
+in the same process fails twice in SGLang's own code (0.5.23; measured with the plugin loaded,
+both failures raised by SGLang's lines):
 
 * `sglang.srt.utils.common.set_prometheus_multiproc_dir` makes PROMETHEUS_MULTIPROC_DIR a
   TemporaryDirectory it keeps in a module global. On the second call the variable is set (by the
