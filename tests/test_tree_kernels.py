@@ -286,13 +286,19 @@ HAND_SCENARIOS = {
 }
 
 
-def test_verify_hand_trees():
-    candidates, retrieve = hand_tree_batch(len(HAND_SCENARIOS))
-    n = candidates.shape[1]
+def hand_targets(candidates):
+    """The target's token at each node, one request per HAND_SCENARIOS entry (98 elsewhere)."""
     target = torch.full(candidates.shape, 98)
     for b, (tgt, _, _) in enumerate(HAND_SCENARIOS.values()):
         for node, tok in tgt.items():
             target[b, node] = tok
+    return target
+
+
+def test_verify_hand_trees():
+    candidates, retrieve = hand_tree_batch(len(HAND_SCENARIOS))
+    n = candidates.shape[1]
+    target = hand_targets(candidates)
     for fn in (verify_tree_greedy, ref.verify_tree_greedy):
         predicts, accept_index, accept_num = verify(fn, candidates, retrieve, target, 4)
         for b, (name, (_, path, preds)) in enumerate(HAND_SCENARIOS.items()):
@@ -307,10 +313,7 @@ def test_verify_hand_trees():
 def test_verify_accepts_a_spare_predicts_slot():
     """SGLang's V1 EAGLE worker (0.5.10, 0.5.13) allocates predicts with one slot more."""
     candidates, retrieve = hand_tree_batch(len(HAND_SCENARIOS))
-    target = torch.full(candidates.shape, 98)
-    for b, (tgt, _, _) in enumerate(HAND_SCENARIOS.values()):
-        for node, tok in tgt.items():
-            target[b, node] = tok
+    target = hand_targets(candidates)
     for fn in (verify_tree_greedy, ref.verify_tree_greedy):
         exact = verify(fn, candidates, retrieve, target, 4)
         spare = verify(fn, candidates, retrieve, target, 4, spare=1)
@@ -343,10 +346,7 @@ def test_sampling_matches_reference(topk, steps, n, bs, vocab, thresholds):
 
 def test_sampling_one_hot_target_is_greedy():
     candidates, retrieve = hand_tree_batch(len(HAND_SCENARIOS))
-    target = torch.full(candidates.shape, 98)
-    for b, (tgt, _, _) in enumerate(HAND_SCENARIOS.values()):
-        for node, tok in tgt.items():
-            target[b, node] = tok
+    target = hand_targets(candidates)
     target_probs = torch.nn.functional.one_hot(target, 100).float()
     bs, n = candidates.shape
     gen = torch.Generator().manual_seed(0)
