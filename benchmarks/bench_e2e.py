@@ -28,14 +28,14 @@ import platform
 import random
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from sglang_eagle3_ext.bench.loopback_server import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,57 +112,21 @@ def parse_only(args: list) -> None:
     parser.parse_args(args)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(LoopbackServer):
     """`python -m sglang.launch_server` in its own process group; boot time measured."""
 
     def __init__(self, args, log_path, env, boot_timeout):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [sys.executable, "-m", "sglang.launch_server", *args, "--host", "127.0.0.1",
-                    "--port", str(self.port)]
-        self.log_path, self.env, self.boot_timeout = log_path, env, boot_timeout
-        self.proc, self.boot_s = None, None
+        super().__init__([sys.executable, "-m", "sglang.launch_server", *args], log_path, env, boot_timeout)
 
-    def __enter__(self):
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
-                                     env=self.env, start_new_session=True)
+    def spawned(self) -> None:
         work = os.environ.get("GPU_SESSION_WORK")
         if work:  # gpu_session.sh kills what a timed-out step leaves behind
             with open(os.path.join(work, "servers.pgid"), "a") as f:
                 f.write(f"{self.proc.pid}\n")
-        while time.monotonic() - t0 < self.boot_timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode} after "
-                                   f"{time.monotonic() - t0:.0f} s:\n{tail(self.log_path)}")
-            if get_json(self.url + "/health", 5) is not None:
-                self.boot_s = round(time.monotonic() - t0, 1)
-                return self
-            time.sleep(1)
-        self.__exit__()
-        raise TimeoutError(f"server not healthy after {self.boot_timeout} s:\n{tail(self.log_path)}")
 
-    def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-def tail(path, n=30):
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
+    @property
+    def boot_s(self):
+        return None if self.startup_s is None else round(self.startup_s, 1)
 
 
 def get_json(url, timeout=30):

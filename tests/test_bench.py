@@ -9,11 +9,13 @@ import sys
 
 import pytest
 
-from server import Server
+from server import STARTUP_S, Server, server_env
+
 from sglang_eagle3_ext.bench import metrics
 from sglang_eagle3_ext.bench.__main__ import main as bench_main
 from sglang_eagle3_ext.bench.prompts import PromptFileError, load_prompts
 from sglang_eagle3_ext.bench.runner import percentiles
+from sglang_eagle3_ext.bench.loopback_server import LoopbackServer
 from sglang_eagle3_ext.cpu_defaults import CPU_ENGINE_ARGS, as_cli
 
 MAX_TOKENS = 16
@@ -26,12 +28,11 @@ SHORT_PROMPTS = [{"prompt": "The capital of France is"}, {"prompt": "def add(a, 
                                {"role": "user", "content": "hello there!"}]}]
 
 
-class LaunchedServer(Server):
+class LaunchedServer(LoopbackServer):
     """A server started by `python -m sglang_eagle3_ext.launch PRESET ...` (it execs launch_server)."""
 
     def __init__(self, argv, log_path):
-        super().__init__(target="unused", log_path=log_path)
-        self.cmd = [*argv, "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(argv, log_path, server_env(), STARTUP_S, cwd="/")
 
 
 def measure(server, prompts_file, out_json, extra=()):
