@@ -8,9 +8,12 @@ import os
 
 # A fixed KV pool (16k tokens: the tiny models' is a few MB) instead of a fraction of RAM: sizing
 # the pool by mem_fraction_static=0.3 allocated and zeroed ~7 GB and cost ~4 s per engine start.
+# One KV split: the interpreter runs every program of the decode grid (batch x heads x splits) in
+# Python, and with SGLang's default of 8 splits a tiny model's decode step took 3x as long.
 CPU_ENGINE_ARGS = dict(device="cpu", dtype="float32", attention_backend="triton",
                        sampling_backend="pytorch", grammar_backend="none",
-                       disable_cuda_graph=True, max_total_tokens=16384)
+                       disable_cuda_graph=True, max_total_tokens=16384,
+                       triton_attention_num_kv_splits=1)
 
 # Small chain: 3 draft steps, topk 1, 4 tokens verified per step.
 EAGLE3_ARGS = dict(speculative_algorithm="EAGLE3", speculative_num_steps=3,
