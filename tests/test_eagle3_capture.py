@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from isolated import run_engine
+from isolated import run_engines
 from sglang_eagle3_ext.patches.eagle3_capture import DUMP_ENV
 from sglang_eagle3_ext.tiny_models import build_eagle3_draft
 
@@ -35,30 +35,40 @@ def hf_states(target, input_ids):
 
 # granite: a Llama-style class SGLang has no EAGLE-3 adapter for, so the plugin's own (forward
 # hooks, patches/eagle3_hooks.py) captures: the path our five take on an SGLang that lacks theirs.
-@pytest.fixture(scope="module", params=["qwen2", "llama", "glm4_moe", "glm4_moe_lite",
-                                                "deepseek_v3", "granite"])
-def captured(request, models, tmp_path_factory):
-    """One EAGLE-3 run per target architecture, dumping what the target captured."""
+ARCHS = ["qwen2", "llama", "glm4_moe", "glm4_moe_lite", "deepseek_v3", "granite"]
+
+
+@pytest.fixture(scope="module")
+def runs(models, tmp_path_factory):
+    """One EAGLE-3 run per target architecture, each dumping what the target captured; the engines
+    run one after the other in one child process (tests/isolated.py)."""
     from sglang_eagle3_ext.patches.eagle3_capture import EXTRA_TARGETS_ENV
     from sglang_eagle3_ext.tiny_archs import build_target
 
-    root = tmp_path_factory.mktemp("capture")
-    target = models["target"] if request.param == "qwen2" else str(root / "target")
-    if request.param != "qwen2":
-        build_target(request.param, target)
-    draft = str(root / "draft")
-    build_eagle3_draft(draft, target, kind="random", aux_layer_ids=IDS.get(request.param, FINAL))
-    mp = pytest.MonkeyPatch()
-    mp.setenv(DUMP_ENV, str(root / "dump"))  # inherited by SGLang's scheduler process
-    if request.param == "granite":
-        mp.setenv(EXTRA_TARGETS_ENV, "sglang.srt.models.granite:GraniteForCausalLM")
-    try:
-        run = run_engine(target, draft, prompts=[PROMPT], max_new_tokens=NEW_TOKENS)
-    finally:
-        mp.undo()
+    calls, out = {}, {}
+    for arch in ARCHS:
+        root = tmp_path_factory.mktemp(f"capture-{arch}")
+        target = models["target"] if arch == "qwen2" else str(root / "target")
+        if arch != "qwen2":
+            build_target(arch, target)
+        draft = str(root / "draft")
+        build_eagle3_draft(draft, target, kind="random", aux_layer_ids=IDS.get(arch, FINAL))
+        env = {DUMP_ENV: str(root / "dump")}  # inherited by SGLang's scheduler process
+        if arch == "granite":
+            env[EXTRA_TARGETS_ENV] = "sglang.srt.models.granite:GraniteForCausalLM"
+        calls[arch] = ((target, draft), dict(prompts=[PROMPT], max_new_tokens=NEW_TOKENS), env)
+        out[arch] = (target, root / "dump")
+    done = run_engines(calls)
+    return {arch: (target, done[arch], dump) for arch, (target, dump) in out.items()}
+
+
+@pytest.fixture(params=ARCHS)
+def captured(request, runs):
+    """(target, its EAGLE-3 run, the captured dumps, its aux layer ids) of one architecture."""
     import torch
 
-    dumps = [torch.load(f) for f in sorted(glob.glob(str(root / "dump" / "*.pt")))]
+    target, run, dump = runs[request.param]
+    dumps = [torch.load(f) for f in sorted(glob.glob(str(dump / "*.pt")))]
     return target, run, dumps, IDS.get(request.param, FINAL)
 
 

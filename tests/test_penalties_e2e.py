@@ -59,8 +59,6 @@ def cases(ids):
 
 EXTRA_BODY = ("min_tokens", "repetition_penalty", "stop_token_ids")  # SGLang's, outside the OpenAI schema
 TOPK_TREE = ("--speculative-eagle-topk", "4", "--speculative-num-draft-tokens", "8")
-# One KV split in Triton decode attention: 8x fewer interpreted programs per decode step on CPU.
-SERVER_ARGS = ("--triton-attention-num-kv-splits", "1")
 # The reference is SGLang's synchronous scheduler, which counts each token before the next is
 # sampled. Its overlap scheduler (the non-speculative default) counts the prompt's last token on the
 # first decode step and each token one step late, depending on timing: the same penalized request
@@ -156,11 +154,11 @@ def served(models, tmp_path_factory):
     target = build_target(models, str(root))
     matrix = requests(models)
     out = {}
-    with Server(target, log_path=root / "base.log", extra=SERVER_ARGS + BASELINE_ARGS) as base:
+    with Server(target, log_path=root / "base.log", extra=BASELINE_ARGS) as base:
         out["base"] = answers(base.url, matrix)
     for name, extra in (("topk1", ()), ("topk4", TOPK_TREE)):
         with Server(target, models["agreeing_draft"], log_path=root / f"{name}.log",
-                    extra=SERVER_ARGS + extra) as spec:
+                    extra=extra) as spec:
             out[name] = answers(spec.url, matrix)
             out[f"{name}_metrics"] = spec.get("/metrics")
             out[f"{name}_info"] = json.loads(spec.get("/get_server_info"))
